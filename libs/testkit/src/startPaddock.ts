@@ -1,0 +1,106 @@
+import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { ApiClient } from './apiClient.js';
+import { freePort } from './freePort.js';
+
+const REPO = fileURLToPath(new URL('../../../../', import.meta.url));
+
+export interface StartPaddockOptions {
+  /** Extra environment for `paddock up` and the services. */
+  env?: Record<string, string>;
+  /** How long to wait for /healthz. */
+  readyTimeoutMs?: number;
+}
+
+export interface RunningPaddock {
+  readonly url: string;
+  readonly home: string;
+  readonly natsUrl: string;
+  readonly admin: ApiClient;
+  readonly env: Record<string, string>;
+  /** The pid of a service (or of nats-server) run by this `paddock up`. */
+  pidOf(name: 'paddock-gateway' | 'paddock-scheduler' | 'paddock-broker' | 'nats-server'): number | undefined;
+  /** Everything `paddock up` printed so far. */
+  output(): string;
+  stop(): Promise<void>;
+  [Symbol.asyncDispose](): Promise<void>;
+}
+
+/**
+ * A whole Paddock for a test or a benchmark, as `paddock up` runs it: its own PADDOCK_HOME, PostgreSQL,
+ * nats-server and ports, so runs never share state. Needs the repo built and Docker running.
+ */
+export async function startPaddock(opts: StartPaddockOptions = {}): Promise<RunningPaddock> {
+  const home = await mkdtemp(join(tmpdir(), 'paddock-test-'));
+  const [port, natsPort, dbPort, brokerPort] = await Promise.all([freePort(), freePort(), freePort(), freePort()]);
+  const env: Record<string, string> = {
+    PADDOCK_HOME: home,
+    PADDOCK_PORT: String(port),
+    PADDOCK_NATS_PORT: String(natsPort),
+    PADDOCK_DB_PORT: String(dbPort),
+    PADDOCK_BROKER_PORT: String(brokerPort),
+    // Each test Paddock is its own broker, so they never adopt each other's containers.
+    PADDOCK_BROKER_ID: `test-${port}`,
+    LOG_LEVEL: 'warn',
+    ...opts.env,
+  };
+  const childEnv = { ...process.env, ...env };
+  delete childEnv['NATS_URL'];
+  delete childEnv['DATABASE_URL'];
+  const child: ChildProcess = spawn(process.execPath, [join(REPO, 'cli/dist/src/main.js'), 'up'], {
+    env: childEnv,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+  child.stderr!.on('data', (d: Buffer) => (out += d.toString()));
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+
+  const url = `http://127.0.0.1:${port}`;
+  const deadline = Date.now() + (opts.readyTimeoutMs ?? 90_000);
+  for (;;) {
+    if (child.exitCode !== null) throw new Error(`paddock up exited with ${child.exitCode} before it was ready:\n${out}`);
+    const ok = await fetch(`${url}/healthz`).then((r) => r.ok, () => false);
+    if (ok) break;
+    if (Date.now() > deadline) {
+      child.kill('SIGKILL');
+      throw new Error(`paddock up was not ready within the timeout:\n${out}`);
+    }
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  const token = (await readFile(join(home, 'admin-token'), 'utf8')).trim();
+
+  let stopped: Promise<void> | undefined;
+  const stop = () =>
+    (stopped ??= (async () => {
+      if (child.exitCode === null) {
+        child.kill('SIGTERM');
+        const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
+        await exited;
+        clearTimeout(timer);
+      }
+      await rm(home, { recursive: true, force: true }).catch(() => {});
+    })());
+
+  return {
+    url,
+    home,
+    natsUrl: `nats://127.0.0.1:${natsPort}`,
+    admin: new ApiClient(url, token),
+    env,
+    pidOf(name) {
+      const lines = execFileSync('ps', ['-o', 'pid=,args=', '--ppid', String(child.pid)], { encoding: 'utf8' }).split('\n');
+      for (const line of lines) {
+        const [pid, ...args] = line.trim().split(/\s+/);
+        if (args.join(' ').startsWith(name)) return Number(pid);
+      }
+      return undefined;
+    },
+    output: () => out,
+    stop,
+    [Symbol.asyncDispose]: stop,
+  };
+}

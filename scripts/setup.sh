@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# Sets up everything Paddock needs on a Debian machine, as root; idempotent and quick the second time.
+#   - Debian packages (docker.io, nats-server, debootstrap, protoc, chromium, ...) when missing
+#   - dockerd running (a stale pid file left by a killed daemon is removed first)
+#   - npm dependencies (npm ci when package-lock.json changed) and the TypeScript build
+#   - the base image paddock/base:latest, built once from Debian
+# nats-server and PostgreSQL are started by `paddock up` (and by the tests) themselves.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '\033[1m[setup]\033[0m %s\n' "$*" >&2; }
+
+# --- Debian packages -------------------------------------------------------------------------------
+need_pkgs=()
+have() { command -v "$1" >/dev/null 2>&1; }
+have dockerd       || need_pkgs+=(docker.io)
+have nats-server   || need_pkgs+=(nats-server)
+have debootstrap   || need_pkgs+=(debootstrap)
+have protoc        || need_pkgs+=(protobuf-compiler)
+have ssh           || need_pkgs+=(openssh-client)
+have chromium      || need_pkgs+=(chromium)
+have zip           || need_pkgs+=(zip)
+have unzip         || need_pkgs+=(unzip)
+have curl          || need_pkgs+=(curl)
+have ip            || need_pkgs+=(iproute2)
+if [ ${#need_pkgs[@]} -gt 0 ]; then
+  if [ "$(id -u)" != 0 ]; then
+    log "missing Debian packages: ${need_pkgs[*]} (run as root, or install them first)"; exit 1
+  fi
+  log "installing Debian packages: ${need_pkgs[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}" >/dev/null
+fi
+
+# --- dockerd ---------------------------------------------------------------------------------------
+if ! docker info >/dev/null 2>&1; then
+  if [ -f /var/run/docker.pid ] && ! kill -0 "$(cat /var/run/docker.pid)" 2>/dev/null; then
+    log "removing stale /var/run/docker.pid"
+    rm -f /var/run/docker.pid
+  fi
+  # containerd leaves its own pid/socket behind the same way
+  if [ -f /run/docker/containerd/containerd.pid ] && ! kill -0 "$(cat /run/docker/containerd/containerd.pid)" 2>/dev/null; then
+    rm -f /run/docker/containerd/containerd.pid
+  fi
+  log "starting dockerd (log: /var/log/paddock-dockerd.log)"
+  nohup dockerd >/var/log/paddock-dockerd.log 2>&1 &
+  for _ in $(seq 1 60); do docker info >/dev/null 2>&1 && break; sleep 0.5; done
+  docker info >/dev/null 2>&1 || { log "dockerd did not start; see /var/log/paddock-dockerd.log"; tail -20 /var/log/paddock-dockerd.log >&2; exit 1; }
+fi
+
+# --- npm dependencies and build --------------------------------------------------------------------
+lock_hash=$(sha256sum package-lock.json | cut -d' ' -f1)
+if [ ! -f node_modules/.paddock-lock-hash ] || [ "$(cat node_modules/.paddock-lock-hash)" != "$lock_hash" ]; then
+  log "npm ci"
+  npm ci --no-audit --no-fund --loglevel=error
+  echo "$lock_hash" > node_modules/.paddock-lock-hash
+fi
+log "building TypeScript"
+npx tsc -b
+
+# --- images ----------------------------------------------------------------------------------------
+node cli/dist/src/main.js images build base

@@ -1,0 +1,58 @@
+import { createWriteStream } from 'node:fs';
+import { mkdir, rename, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { PassThrough, type Readable } from 'node:stream';
+import { finished, pipeline } from 'node:stream/promises';
+import { extract } from 'tar-stream';
+import yazl from 'yazl';
+
+/** Where an execution's ZIP lives; the gateway serves the same path. */
+export function artifactPath(dir: string, executionId: string): string {
+  return join(dir, `${executionId}.zip`);
+}
+
+/**
+ * Turns Docker's tar of /workspace into `<dir>/<id>.zip`, streaming (entries are never held whole in
+ * memory), paths relative to the workspace. Written to a temporary name and renamed, so a reader sees the
+ * whole ZIP or none.
+ */
+export async function saveArtifacts(tarStream: Readable, dir: string, executionId: string): Promise<{ path: string; files: number }> {
+  await mkdir(dir, { recursive: true });
+  const path = artifactPath(dir, executionId);
+  const tmp = `${path}.${process.pid}.tmp`;
+  const zip = new yazl.ZipFile();
+  const out = createWriteStream(tmp);
+  const written = pipeline(zip.outputStream, out);
+  const tar = extract();
+  let files = 0;
+
+  tar.on('entry', (header, stream, next) => {
+    const name = header.name.replace(/^\.?\/?workspace\/?/, '');
+    const mtime = header.mtime ?? new Date();
+    const mode = header.mode ?? 0o644;
+    if (header.type === 'directory' && name !== '') {
+      zip.addEmptyDirectory(name.replace(/\/$/, ''), { mtime, mode });
+    } else if (header.type === 'file' && name !== '') {
+      const body = new PassThrough();
+      zip.addReadStream(body, name, { mtime, mode, size: header.size });
+      stream.pipe(body);
+      files++;
+      finished(body).then(() => next(), next);
+      return;
+    }
+    stream.on('end', () => next());
+    stream.resume();
+  });
+
+  try {
+    await pipeline(tarStream, tar);
+    zip.end();
+    await written;
+    await rename(tmp, path);
+    return { path, files };
+  } catch (err) {
+    out.destroy();
+    await rm(tmp, { force: true });
+    throw err;
+  }
+}

@@ -1,0 +1,58 @@
+import { fileURLToPath } from 'node:url';
+import Docker from 'dockerode';
+import { Bus, topics } from '@paddock/bus';
+import { createPool, migrate } from '@paddock/db';
+import type { Logger } from '@paddock/telemetry';
+import type { BrokerConfig } from './config.js';
+import { InstanceManager } from './instances.js';
+import { InstanceStore } from './instanceStore.js';
+import { startGrpcServer } from './server.js';
+
+export const MIGRATIONS_DIR = fileURLToPath(new URL('../../migrations/', import.meta.url));
+
+export interface StartedBroker {
+  readonly grpcAddress: string;
+  readonly instances: InstanceManager;
+  /** Idempotent; containers keep running for the next broker process to adopt. */
+  stop(): Promise<void>;
+}
+
+/** Connects to Docker, PostgreSQL and NATS, reconciles what a previous process left, then serves. */
+export async function startBroker(config: BrokerConfig, log: Logger): Promise<StartedBroker> {
+  if (!config.databaseUrl) throw new Error('DATABASE_URL is required');
+  const docker = new Docker({ socketPath: config.dockerSocket });
+  await docker.ping();
+  const pool = createPool(config.databaseUrl, { name: 'paddock-broker' });
+  await migrate(pool, 'broker', MIGRATIONS_DIR);
+  const bus = await Bus.connect({ url: config.natsUrl, name: `paddock-broker-${config.brokerId}`, log });
+  const instances = new InstanceManager(docker, bus, new InstanceStore(pool), config, log);
+  await instances.reconcile();
+  const grpc = await startGrpcServer(instances, { host: config.grpcHost, port: config.grpcPort, log });
+
+  const beat = () =>
+    bus.publishCore(topics.brokerHeartbeat, config.brokerId, {
+      brokerId: config.brokerId,
+      grpcAddress: grpc.address,
+      providers: ['docker'],
+      running: instances.running,
+      capacity: config.capacity,
+      atMs: Date.now(),
+    });
+  beat();
+  const heartbeat = setInterval(beat, 1000);
+  log.info({ grpc: grpc.address, brokerId: config.brokerId, capacity: config.capacity }, 'broker ready');
+
+  let stopped: Promise<void> | undefined;
+  return {
+    grpcAddress: grpc.address,
+    instances,
+    stop: () =>
+      (stopped ??= (async () => {
+        clearInterval(heartbeat);
+        await grpc.stop();
+        await instances.stop();
+        await bus.drain();
+        await pool.end().catch(() => {});
+      })()),
+  };
+}

@@ -1,0 +1,40 @@
+import { artifactsDir, commonConfig, EnvReader, type CommonConfig, type Env } from '@paddock/config';
+import { ConfigError } from '@paddock/errors';
+import { hostname, cpus } from 'node:os';
+
+export interface BrokerConfig extends CommonConfig {
+  readonly brokerId: string;
+  readonly grpcHost: string;
+  readonly grpcPort: number;
+  /** Containers this broker runs at once. */
+  readonly capacity: number;
+  readonly artifactsDir: string;
+  readonly dockerSocket: string;
+  readonly defaultImage: string;
+  /** Between SIGTERM and SIGKILL on cancel and timeout. */
+  readonly stopGraceMs: number;
+  /** Output kept per execution; the rest is dropped with a note in the log. */
+  readonly maxOutputBytes: number;
+  readonly pidsLimit: number;
+}
+
+export function brokerConfig(env: Env): BrokerConfig {
+  const read = new EnvReader(env);
+  const common = commonConfig(env);
+  const brokerId = read.string('PADDOCK_BROKER_ID', `docker-${hostname().toLowerCase().replace(/[^a-z0-9-]/g, '-')}`);
+  if (!/^[A-Za-z0-9_-]+$/.test(brokerId)) throw new ConfigError('PADDOCK_BROKER_ID', 'use letters, digits, "-" and "_" only');
+  const config: BrokerConfig = {
+    ...common,
+    brokerId,
+    grpcHost: read.string('PADDOCK_BROKER_HOST', '127.0.0.1'),
+    grpcPort: read.int('PADDOCK_BROKER_PORT', 7071, { max: 65535 }),
+    capacity: read.int('PADDOCK_BROKER_CAPACITY', Math.max(8, cpus().length * 8), { min: 1 }),
+    artifactsDir: read.string('PADDOCK_ARTIFACTS_DIR', artifactsDir(common.home)),
+    dockerSocket: read.string('DOCKER_SOCKET', '/var/run/docker.sock'),
+    defaultImage: read.string('PADDOCK_DEFAULT_IMAGE', 'paddock/base:latest'),
+    stopGraceMs: read.int('PADDOCK_STOP_GRACE_MS', 5_000),
+    maxOutputBytes: read.int('PADDOCK_MAX_OUTPUT_BYTES', 64 * 1024 * 1024, { min: 1024 }),
+    pidsLimit: read.int('PADDOCK_PIDS_LIMIT', 512, { min: 16 }),
+  };
+  return Object.freeze(config);
+}

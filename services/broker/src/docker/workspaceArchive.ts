@@ -1,0 +1,47 @@
+import { pack } from 'tar-stream';
+import { buffer } from 'node:stream/consumers';
+import { ExecutionKind, type ExecutionSpec } from '@paddock/proto';
+import { SCRIPT_PATH, WORKSPACE } from './containerSpec.js';
+
+const UID = 1000;
+const GID = 1000;
+
+/**
+ * The tar put at `/` before the job starts: /workspace owned by the job's user (so any image works), the
+ * request's files inside it, and the Python script. Null when the image already has all it needs.
+ */
+export async function workspaceArchive(spec: ExecutionSpec, imageIsOurs: boolean): Promise<Buffer | null> {
+  const files = Object.entries(spec.files);
+  const python = spec.kind === ExecutionKind.EXECUTION_KIND_PYTHON;
+  if (imageIsOurs && files.length === 0 && !python) return null;
+
+  const tar = pack();
+  const done = buffer(tar);
+  const mtime = new Date();
+  const dirs = new Set<string>();
+  const dir = (name: string, uid: number, gid: number) => {
+    if (dirs.has(name)) return;
+    dirs.add(name);
+    tar.entry({ name: `${name}/`, type: 'directory', mode: 0o755, uid, gid, mtime });
+  };
+  const ws = WORKSPACE.slice(1);
+  dir(ws, UID, GID);
+  for (const [path, content] of files.sort(([a], [b]) => a.localeCompare(b))) {
+    const parts = path.split('/');
+    // The gateway rejects these already; a path must never leave the workspace whoever sent it.
+    if (path.startsWith('/') || parts.some((p) => p === '..' || p === '.' || p === '')) {
+      throw new Error(`file path "${path}" must be relative and stay inside the workspace`);
+    }
+    for (let i = 1; i < parts.length; i++) dir(`${ws}/${parts.slice(0, i).join('/')}`, UID, GID);
+    tar.entry({ name: `${ws}/${path}`, mode: 0o644, uid: UID, gid: GID, mtime }, Buffer.from(content));
+  }
+  if (python) {
+    const scriptDir = SCRIPT_PATH.slice(1, SCRIPT_PATH.lastIndexOf('/'));
+    const top = scriptDir.split('/')[0] ?? scriptDir;
+    dir(top, 0, 0);
+    dir(scriptDir, 0, 0);
+    tar.entry({ name: SCRIPT_PATH.slice(1), mode: 0o644, uid: 0, gid: 0, mtime }, Buffer.from(spec.script, 'utf8'));
+  }
+  tar.finalize();
+  return done;
+}

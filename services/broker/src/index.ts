@@ -1,0 +1,2 @@
+export { brokerConfig, type BrokerConfig } from './config.js';
+export { startBroker, type StartedBroker } from './broker.js';

@@ -1,0 +1,102 @@
+import type { Pool } from '@paddock/db';
+
+export type InstanceState = 'provisioning' | 'running' | 'ended';
+export type StopCause = 'cancelled' | 'timed_out';
+
+export interface InstanceRow {
+  executionId: string;
+  brokerId: string;
+  ownerId: string;
+  containerId: string | null;
+  state: InstanceState;
+  stopCause: StopCause | null;
+  deadlineMs: number | null;
+  startedAtMs: number | null;
+  finishedAtMs: number | null;
+  exit: ExitRecord | null;
+}
+
+export interface ExitRecord {
+  cause: string;
+  exitCode: number | null;
+  detail: string;
+  artifactsSaved: boolean;
+  finishedAtMs: number;
+}
+
+const COLUMNS = `execution_id AS "executionId", broker_id AS "brokerId", owner_id AS "ownerId",
+  container_id AS "containerId", state, stop_cause AS "stopCause", deadline_ms AS "deadlineMs",
+  started_at_ms AS "startedAtMs", finished_at_ms AS "finishedAtMs", exit_cause AS "exitCause",
+  exit_code AS "exitCode", exit_detail AS "exitDetail", artifacts_saved AS "artifactsSaved"`;
+
+interface RawRow extends Omit<InstanceRow, 'exit'> {
+  exitCause: string | null;
+  exitCode: number | null;
+  exitDetail: string | null;
+  artifactsSaved: boolean;
+}
+
+function toRow(r: RawRow): InstanceRow {
+  const { exitCause, exitCode, exitDetail, artifactsSaved, ...rest } = r;
+  return {
+    ...rest,
+    exit: exitCause === null ? null : { cause: exitCause, exitCode, detail: exitDetail ?? '', artifactsSaved, finishedAtMs: r.finishedAtMs ?? 0 },
+  };
+}
+
+/** The broker's own table, broker_instances: one row per execution it was asked to launch. */
+export class InstanceStore {
+  constructor(private readonly pool: Pool) {}
+
+  /** Records a launch; returns the existing row instead when this execution was launched before. */
+  async claim(executionId: string, brokerId: string, ownerId: string): Promise<{ row: InstanceRow; created: boolean }> {
+    const inserted = await this.pool.query<RawRow>(
+      `INSERT INTO broker_instances (execution_id, broker_id, owner_id, state) VALUES ($1, $2, $3, 'provisioning')
+       ON CONFLICT (execution_id) DO NOTHING RETURNING ${COLUMNS}`,
+      [executionId, brokerId, ownerId],
+    );
+    if (inserted.rows[0]) return { row: toRow(inserted.rows[0]), created: true };
+    const existing = await this.get(executionId);
+    if (!existing) throw new Error(`instance row ${executionId} vanished`);
+    return { row: existing, created: false };
+  }
+
+  async get(executionId: string): Promise<InstanceRow | null> {
+    const r = await this.pool.query<RawRow>(`SELECT ${COLUMNS} FROM broker_instances WHERE execution_id = $1`, [executionId]);
+    return r.rows[0] ? toRow(r.rows[0]) : null;
+  }
+
+  async started(executionId: string, containerId: string, startedAtMs: number, deadlineMs: number): Promise<void> {
+    await this.pool.query(
+      `UPDATE broker_instances SET state = 'running', container_id = $2, started_at_ms = $3, deadline_ms = $4
+       WHERE execution_id = $1 AND state <> 'ended'`,
+      [executionId, containerId, startedAtMs, deadlineMs],
+    );
+  }
+
+  async containerCreated(executionId: string, containerId: string): Promise<void> {
+    await this.pool.query(`UPDATE broker_instances SET container_id = $2 WHERE execution_id = $1`, [executionId, containerId]);
+  }
+
+  /** The first cause wins: a job cancelled while timing out stays cancelled. */
+  async stopping(executionId: string, cause: StopCause): Promise<void> {
+    await this.pool.query(`UPDATE broker_instances SET stop_cause = COALESCE(stop_cause, $2) WHERE execution_id = $1`, [executionId, cause]);
+  }
+
+  async exited(executionId: string, exit: ExitRecord): Promise<void> {
+    await this.pool.query(
+      `UPDATE broker_instances SET exit_cause = $2, exit_code = $3, exit_detail = $4, artifacts_saved = $5, finished_at_ms = $6
+       WHERE execution_id = $1`,
+      [executionId, exit.cause, exit.exitCode, exit.detail, exit.artifactsSaved, exit.finishedAtMs],
+    );
+  }
+
+  async ended(executionId: string): Promise<void> {
+    await this.pool.query(`UPDATE broker_instances SET state = 'ended' WHERE execution_id = $1`, [executionId]);
+  }
+
+  async live(brokerId: string): Promise<InstanceRow[]> {
+    const r = await this.pool.query<RawRow>(`SELECT ${COLUMNS} FROM broker_instances WHERE broker_id = $1 AND state <> 'ended'`, [brokerId]);
+    return r.rows.map(toRow);
+  }
+}

@@ -1,0 +1,383 @@
+import type Docker from 'dockerode';
+import type { Container } from 'dockerode';
+import type { Readable } from 'node:stream';
+import { status as GrpcStatus } from '@grpc/grpc-js';
+import { topics, isNotFound, type Bus } from '@paddock/bus';
+import { ExitCause, OutputChunk, type ExecutionSpec, type InstanceExited, type LaunchReply, type LaunchRequest } from '@paddock/proto';
+import type { Logger } from '@paddock/telemetry';
+import { saveArtifacts } from './artifacts.js';
+import type { BrokerConfig } from './config.js';
+import { containerSpec, WORKSPACE } from './docker/containerSpec.js';
+import { DockerDemuxer, timestampedFrame } from './docker/demux.js';
+import { labels } from './docker/labels.js';
+import { workspaceArchive } from './docker/workspaceArchive.js';
+import type { ExitRecord, InstanceStore, StopCause } from './instanceStore.js';
+import { OutputPublisher } from './output.js';
+
+/** A gRPC-shaped error: grpc-js sends `code` and `details` to the caller as they are. */
+export class LaunchError extends Error {
+  constructor(
+    readonly code: GrpcStatus,
+    readonly details: string,
+  ) {
+    super(details);
+    this.name = 'LaunchError';
+  }
+}
+
+interface Live {
+  readonly executionId: string;
+  readonly ownerId: string;
+  readonly output: OutputPublisher;
+  container: Container | null;
+  stopCause: StopCause | null;
+  deadlineTimer: NodeJS.Timeout | null;
+  startedAtMs: number;
+  /** Resolves when Docker's output stream of the container has ended. */
+  outputDone: Promise<void>;
+  /** The launch in progress, to answer a retried Launch with the same result. */
+  launching: Promise<LaunchReply> | null;
+}
+
+const MiB = 1024 * 1024;
+
+function dockerStatus(err: unknown): number | undefined {
+  return (err as { statusCode?: number })?.statusCode;
+}
+
+/**
+ * The containers of this broker: launches them, watches each to its end, saves the workspace, publishes
+ * the exit, removes the container, and after a restart adopts what a previous process left running.
+ */
+export class InstanceManager {
+  private readonly live = new Map<string, Live>();
+  private stopping = false;
+
+  constructor(
+    private readonly docker: Docker,
+    private readonly bus: Bus,
+    private readonly store: InstanceStore,
+    private readonly config: BrokerConfig,
+    private readonly log: Logger,
+  ) {}
+
+  get running(): number {
+    return this.live.size;
+  }
+
+  async launch(req: LaunchRequest): Promise<LaunchReply> {
+    const { executionId, ownerId } = req;
+    const spec = req.spec;
+    if (!spec) throw new LaunchError(GrpcStatus.INVALID_ARGUMENT, 'spec is required');
+    if (this.stopping) throw new LaunchError(GrpcStatus.UNAVAILABLE, 'broker is shutting down');
+    const current = this.live.get(executionId);
+    if (current) {
+      if (current.launching) return current.launching;
+      return { containerId: current.container?.id ?? '', startedAtMs: current.startedAtMs };
+    }
+    if (this.live.size >= this.config.capacity) {
+      throw new LaunchError(GrpcStatus.RESOURCE_EXHAUSTED, `broker ${this.config.brokerId} is full (${this.config.capacity} containers)`);
+    }
+    const live: Live = {
+      executionId,
+      ownerId,
+      output: new OutputPublisher(this.bus, executionId, this.config.maxOutputBytes),
+      container: null,
+      stopCause: null,
+      deadlineTimer: null,
+      startedAtMs: 0,
+      outputDone: Promise.resolve(),
+      launching: null,
+    };
+    this.live.set(executionId, live);
+    const launching = this.provision(live, spec);
+    live.launching = launching;
+    try {
+      return await launching;
+    } finally {
+      live.launching = null;
+    }
+  }
+
+  private async provision(live: Live, spec: ExecutionSpec): Promise<LaunchReply> {
+    const { executionId, ownerId } = live;
+    const log = this.log.child({ executionId });
+    const { row, created } = await this.store.claim(executionId, this.config.brokerId, ownerId);
+    if (!created && row.state !== 'provisioning') {
+      // Launched before (a retried request): the first launch owns it; reconciliation watches it.
+      this.live.delete(executionId);
+      return { containerId: row.containerId ?? '', startedAtMs: row.startedAtMs ?? 0 };
+    }
+    const image = spec.image || this.config.defaultImage;
+    try {
+      const imageInfo = await this.docker.getImage(image).inspect().catch((err: unknown) => {
+        if (dockerStatus(err) === 404) {
+          throw new Error(`image ${image} is not in the Docker engine: build it (paddock images build) or pull it first`);
+        }
+        throw err;
+      });
+      const imageIsOurs = Boolean(imageInfo.Config?.Labels?.['io.paddock.image']);
+      if (!created) await this.removeContainer(`paddock-${executionId}`);
+      const deadlineMs = Date.now() + spec.timeoutMs;
+      const archive = await workspaceArchive(spec, imageIsOurs);
+      const container = await this.docker.createContainer(
+        containerSpec({ executionId, ownerId, brokerId: this.config.brokerId, spec, image, pidsLimit: this.config.pidsLimit, deadlineMs }),
+      );
+      live.container = container;
+      const [, , stream] = await Promise.all([
+        this.store.containerCreated(executionId, container.id),
+        archive ? container.putArchive(archive, { path: '/' }) : Promise.resolve(),
+        container.attach({ stream: true, stdout: true, stderr: true }) as Promise<NodeJS.ReadableStream>,
+      ]);
+      live.outputDone = this.pipeOutput(stream as Readable, (s, d) => live.output.write(s, d));
+      await container.start();
+      live.startedAtMs = Date.now();
+      const effectiveDeadline = live.startedAtMs + spec.timeoutMs;
+      await this.store.started(executionId, container.id, live.startedAtMs, effectiveDeadline);
+      await this.bus.publish(
+        topics.instanceStarted,
+        executionId,
+        { executionId, brokerId: this.config.brokerId, containerId: container.id, startedAtMs: live.startedAtMs },
+        { msgId: `${executionId}.started` },
+      );
+      log.info({ containerId: container.id.slice(0, 12), image }, 'instance started');
+      this.armDeadline(live, effectiveDeadline, spec.timeoutMs);
+      if (live.stopCause) void this.stopContainer(live, live.stopCause, this.config.stopGraceMs);
+      void this.watch(live, spec.memoryBytes);
+      return { containerId: container.id, startedAtMs: live.startedAtMs };
+    } catch (err) {
+      const detail = (err as Error).message;
+      log.warn({ err }, 'provisioning failed');
+      live.output.system(`could not start the job: ${detail}`);
+      await this.finish(live, {
+        cause: ExitCause[ExitCause.EXIT_CAUSE_PROVISIONING_FAILED],
+        exitCode: null,
+        detail,
+        artifactsSaved: false,
+        finishedAtMs: Date.now(),
+      });
+      throw new LaunchError(GrpcStatus.FAILED_PRECONDITION, detail);
+    }
+  }
+
+  private pipeOutput(stream: Readable, onFrame: (s: number, d: Buffer) => void): Promise<void> {
+    const demux = new DockerDemuxer(onFrame);
+    return new Promise<void>((resolve) => {
+      stream.on('data', (d: Buffer) => demux.push(d));
+      stream.on('end', resolve);
+      stream.on('close', resolve);
+      stream.on('error', () => resolve());
+    });
+  }
+
+  private armDeadline(live: Live, deadlineMs: number, timeoutMs: number): void {
+    const delay = Math.max(0, deadlineMs - Date.now());
+    live.deadlineTimer = setTimeout(() => {
+      live.output.system(`timed out after ${Math.round(timeoutMs / 1000)}s: stopping the job (SIGTERM, then SIGKILL)`);
+      void this.stopContainer(live, 'timed_out', this.config.stopGraceMs);
+    }, delay);
+    live.deadlineTimer.unref();
+  }
+
+  private async stopContainer(live: Live, cause: StopCause, graceMs: number): Promise<void> {
+    live.stopCause ??= cause;
+    await this.store.stopping(live.executionId, cause).catch((err: unknown) => this.log.warn({ err }, 'recording stop cause failed'));
+    if (!live.container) return;
+    try {
+      await live.container.stop({ t: Math.ceil(graceMs / 1000) });
+    } catch (err) {
+      // 304: already stopped; 404: already gone. Both are the end we wanted.
+      if (dockerStatus(err) !== 304 && dockerStatus(err) !== 404) this.log.warn({ err, executionId: live.executionId }, 'stop failed');
+    }
+  }
+
+  /** SIGTERM, the grace period, SIGKILL. False when this broker holds no such execution. */
+  async cancel(executionId: string, graceMs: number): Promise<boolean> {
+    const live = this.live.get(executionId);
+    if (live) {
+      if (!live.stopCause) live.output.system('cancelled: stopping the job (SIGTERM, then SIGKILL after the grace period)');
+      if (live.container && !live.launching) await this.stopContainer(live, 'cancelled', graceMs);
+      else live.stopCause ??= 'cancelled';
+      return true;
+    }
+    const row = await this.store.get(executionId);
+    return row !== null && row.state !== 'ended';
+  }
+
+  private async watch(live: Live, memoryBytes: number): Promise<void> {
+    const container = live.container!;
+    try {
+      await container.wait();
+      const info = await container.inspect();
+      const exitCode = info.State.ExitCode;
+      let cause = ExitCause.EXIT_CAUSE_EXITED;
+      let detail = exitCode === 0 ? '' : `the job exited with code ${exitCode}`;
+      if (live.stopCause === 'cancelled') {
+        cause = ExitCause.EXIT_CAUSE_CANCELLED;
+        detail = 'cancelled';
+      } else if (live.stopCause === 'timed_out') {
+        cause = ExitCause.EXIT_CAUSE_TIMED_OUT;
+        const limitS = Math.round((Number(info.Config.Labels?.[labels.deadlineMs] ?? 0) - live.startedAtMs) / 1000);
+        detail = limitS > 0 ? `timed out: the job ran longer than its ${limitS}s limit` : 'timed out';
+      } else if (info.State.OOMKilled) {
+        cause = ExitCause.EXIT_CAUSE_OOM_KILLED;
+        const limit = memoryBytes || info.HostConfig.Memory || 0;
+        detail = `out of memory: the job used more than its ${Math.round(limit / MiB)} MiB limit and was killed`;
+      }
+      if (cause !== ExitCause.EXIT_CAUSE_EXITED && cause !== ExitCause.EXIT_CAUSE_CANCELLED) live.output.system(detail);
+      await Promise.race([live.outputDone, new Promise((r) => setTimeout(r, 2000))]);
+      const artifactsSaved = await this.saveWorkspace(live);
+      await this.finish(live, { cause: ExitCause[cause], exitCode, detail, artifactsSaved, finishedAtMs: Date.now() });
+    } catch (err) {
+      if (this.stopping) return;
+      this.log.error({ err, executionId: live.executionId }, 'watching the instance failed; reconciling it');
+      this.live.delete(live.executionId);
+      setTimeout(() => void this.reconcile().catch(() => {}), 1000).unref();
+    }
+  }
+
+  private async saveWorkspace(live: Live): Promise<boolean> {
+    if (!live.container) return false;
+    try {
+      const tar = (await live.container.getArchive({ path: WORKSPACE })) as unknown as Readable;
+      await saveArtifacts(tar, this.config.artifactsDir, live.executionId);
+      return true;
+    } catch (err) {
+      this.log.warn({ err, executionId: live.executionId }, 'saving the workspace failed');
+      live.output.system(`the workspace could not be saved: ${(err as Error).message}`);
+      return false;
+    }
+  }
+
+  /**
+   * The end, in an order that survives a crash at any step: output closed, exit recorded, container
+   * removed, exit published, row ended.
+   */
+  private async finish(live: Live, exit: ExitRecord): Promise<void> {
+    const { executionId } = live;
+    if (live.deadlineTimer) clearTimeout(live.deadlineTimer);
+    await live.output.end().catch((err: unknown) => this.log.error({ err, executionId }, 'output incomplete'));
+    await this.store.exited(executionId, exit);
+    if (live.container) await this.removeContainer(live.container.id);
+    await this.publishExit(executionId, live.startedAtMs, exit);
+    this.live.delete(executionId);
+  }
+
+  private async publishExit(executionId: string, startedAtMs: number, exit: ExitRecord): Promise<void> {
+    const cause = ExitCause[exit.cause as keyof typeof ExitCause] ?? ExitCause.EXIT_CAUSE_LOST;
+    const message: InstanceExited = {
+      executionId,
+      brokerId: this.config.brokerId,
+      cause,
+      ...(exit.exitCode === null ? {} : { exitCode: exit.exitCode }),
+      detail: exit.detail,
+      startedAtMs,
+      finishedAtMs: exit.finishedAtMs,
+      artifactsSaved: exit.artifactsSaved,
+    };
+    // Until it is published the row is not ended, so a crash here is repaired by reconcile().
+    await this.bus.publish(topics.instanceExited, executionId, message, { msgId: `${executionId}.exited`, retryForMs: 5 * 60_000 });
+    await this.store.ended(executionId);
+    this.log.info({ executionId, cause: exit.cause, exitCode: exit.exitCode }, 'instance ended');
+  }
+
+  private async removeContainer(idOrName: string): Promise<void> {
+    try {
+      await this.docker.getContainer(idOrName).remove({ force: true, v: true });
+    } catch (err) {
+      if (dockerStatus(err) !== 404 && dockerStatus(err) !== 409) throw err;
+    }
+  }
+
+  /**
+   * After a restart: every container labelled with this broker's id is adopted (watched to its end, its
+   * output resumed from where the last process stopped publishing); every live row without a container
+   * gets the end it had recorded, or is reported lost.
+   */
+  async reconcile(): Promise<void> {
+    const containers = await this.docker.listContainers({
+      all: true,
+      filters: { label: [`${labels.brokerId}=${this.config.brokerId}`] },
+    });
+    const seen = new Set<string>();
+    for (const c of containers) {
+      const executionId = c.Labels[labels.executionId];
+      if (!executionId) continue;
+      seen.add(executionId);
+      if (this.live.has(executionId)) continue;
+      const row = await this.store.get(executionId);
+      if (row?.state === 'ended' || row?.exit) {
+        await this.removeContainer(c.Id);
+        if (row.state !== 'ended' && row.exit) await this.publishExit(executionId, row.startedAtMs ?? 0, row.exit);
+        continue;
+      }
+      await this.adopt(c.Id, executionId, c.Labels[labels.owner] ?? row?.ownerId ?? '', row?.stopCause ?? null);
+    }
+    for (const row of await this.store.live(this.config.brokerId)) {
+      if (seen.has(row.executionId) || this.live.has(row.executionId)) continue;
+      if (row.exit) {
+        await this.publishExit(row.executionId, row.startedAtMs ?? 0, row.exit);
+        continue;
+      }
+      const output = new OutputPublisher(this.bus, row.executionId, this.config.maxOutputBytes);
+      const detail = 'the container disappeared while its broker was down';
+      output.system(detail);
+      await output.end();
+      const exit = { cause: ExitCause[ExitCause.EXIT_CAUSE_LOST], exitCode: null, detail, artifactsSaved: false, finishedAtMs: Date.now() };
+      await this.store.exited(row.executionId, exit);
+      await this.publishExit(row.executionId, row.startedAtMs ?? 0, exit);
+    }
+  }
+
+  private async adopt(containerId: string, executionId: string, ownerId: string, stopCause: StopCause | null): Promise<void> {
+    const container = this.docker.getContainer(containerId);
+    const info = await container.inspect();
+    const startedAtMs = Date.parse(info.State.StartedAt) || Date.now();
+    const live: Live = {
+      executionId,
+      ownerId,
+      output: new OutputPublisher(this.bus, executionId, this.config.maxOutputBytes),
+      container,
+      stopCause,
+      deadlineTimer: null,
+      startedAtMs,
+      outputDone: Promise.resolve(),
+      launching: null,
+    };
+    this.live.set(executionId, live);
+    const publishedUpTo = await this.lastPublishedAt(executionId);
+    if (publishedUpTo !== Infinity) {
+      const logs = (await container.logs({
+        follow: true,
+        stdout: true,
+        stderr: true,
+        timestamps: true,
+        since: Math.floor(publishedUpTo / 1000),
+      })) as unknown as Readable;
+      live.outputDone = this.pipeOutput(logs, timestampedFrame(publishedUpTo, (s, d) => live.output.write(s, d)));
+    }
+    this.log.info({ executionId, containerId: containerId.slice(0, 12), running: info.State.Running }, 'adopted instance');
+    const deadlineMs = Number(info.Config.Labels?.[labels.deadlineMs] ?? 0);
+    if (info.State.Running && deadlineMs > 0) this.armDeadline(live, deadlineMs, deadlineMs - startedAtMs);
+    if (info.State.Running && stopCause) void this.stopContainer(live, stopCause, this.config.stopGraceMs);
+    void this.watch(live, info.HostConfig.Memory ?? 0);
+  }
+
+  /** When the last output chunk of an execution was published; Infinity if its end was already marked. */
+  private async lastPublishedAt(executionId: string): Promise<number> {
+    try {
+      const stored = await this.bus.jsm.streams.getMessage('PADDOCK_OUTPUT', { last_by_subj: topics.output.subject(executionId) });
+      const chunk = OutputChunk.decode(stored.data);
+      return chunk.eof ? Infinity : chunk.atMs;
+    } catch (err) {
+      if (isNotFound(err)) return 0;
+      throw err;
+    }
+  }
+
+  /** Stops watching; the containers keep running and the next broker process adopts them. */
+  async stop(): Promise<void> {
+    this.stopping = true;
+    for (const live of this.live.values()) if (live.deadlineTimer) clearTimeout(live.deadlineTimer);
+  }
+}

@@ -1,0 +1,91 @@
+import { randomUUID } from 'node:crypto';
+import { OutputStream } from '@paddock/proto';
+import { topics, type Bus } from '@paddock/bus';
+
+const MAX_CHUNK_BYTES = 256 * 1024;
+
+interface Pending {
+  stream: OutputStream;
+  parts: Buffer[];
+  bytes: number;
+}
+
+/**
+ * Publishes an execution's output to its stream subject, in order. A write goes out at once when nothing
+ * is in flight; writes that arrive meanwhile are merged into the next chunk, so latency stays one round
+ * trip and throughput grows with load. Past `maxBytes` the rest is dropped, with a note saying so.
+ */
+export class OutputPublisher {
+  private readonly queue: Pending[] = [];
+  private flushing: Promise<void> | null = null;
+  private written = 0;
+  private truncated = false;
+  private failure: Error | null = null;
+  lastPublishedAtMs = 0;
+
+  constructor(
+    private readonly bus: Bus,
+    private readonly executionId: string,
+    private readonly maxBytes: number,
+  ) {}
+
+  write(stream: OutputStream, data: Buffer): void {
+    if (data.length === 0) return;
+    if (this.written >= this.maxBytes) {
+      if (!this.truncated) {
+        this.truncated = true;
+        this.enqueue(OutputStream.OUTPUT_STREAM_SYSTEM, Buffer.from(`\n[paddock] output truncated after ${this.maxBytes} bytes\n`));
+      }
+      return;
+    }
+    const room = this.maxBytes - this.written;
+    const kept = data.length > room ? data.subarray(0, room) : data;
+    this.written += kept.length;
+    this.enqueue(stream, kept);
+  }
+
+  system(line: string): void {
+    this.enqueue(OutputStream.OUTPUT_STREAM_SYSTEM, Buffer.from(`[paddock] ${line}\n`));
+  }
+
+  private enqueue(stream: OutputStream, data: Buffer): void {
+    const last = this.queue[this.queue.length - 1];
+    if (last && last.stream === stream && last.bytes + data.length <= MAX_CHUNK_BYTES) {
+      last.parts.push(data);
+      last.bytes += data.length;
+    } else {
+      this.queue.push({ stream, parts: [data], bytes: data.length });
+    }
+    this.flushing ??= this.drain();
+  }
+
+  private async drain(): Promise<void> {
+    try {
+      while (this.queue.length > 0) {
+        const next = this.queue.shift()!;
+        const atMs = Date.now();
+        await this.publish({ stream: next.stream, data: Buffer.concat(next.parts, next.bytes), atMs, eof: false });
+        this.lastPublishedAtMs = atMs;
+      }
+    } finally {
+      this.flushing = null;
+    }
+  }
+
+  private async publish(chunk: { stream: OutputStream; data: Buffer; atMs: number; eof: boolean }): Promise<void> {
+    try {
+      // NATS restarting: keep trying for a while; the job goes on meanwhile. The id makes a retry that
+      // did reach NATS the first time count once.
+      await this.bus.publish(topics.output, this.executionId, chunk, { msgId: randomUUID(), retryForMs: 60_000 });
+    } catch (err) {
+      this.failure = err as Error;
+    }
+  }
+
+  /** Waits for everything written so far, then marks the end of the output. */
+  async end(): Promise<void> {
+    while (this.flushing) await this.flushing;
+    await this.publish({ stream: OutputStream.OUTPUT_STREAM_SYSTEM, data: Buffer.alloc(0), atMs: Date.now(), eof: true });
+    if (this.failure) throw new Error(`output of ${this.executionId} could not be fully published`, { cause: this.failure });
+  }
+}

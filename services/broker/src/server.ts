@@ -1,0 +1,60 @@
+import { Metadata, Server, ServerCredentials, status, type ServerUnaryCall, type sendUnaryData } from '@grpc/grpc-js';
+import { BrokerService, type BrokerServer } from '@paddock/proto';
+import { extractContext, withSpan, type Carrier, type Logger } from '@paddock/telemetry';
+import { LaunchError, type InstanceManager } from './instances.js';
+
+function metadataCarrier(md: Metadata): Carrier {
+  return {
+    get: (key) => {
+      const v = md.get(key)[0];
+      return v === undefined ? undefined : String(v);
+    },
+    set: (key, value) => md.set(key, value),
+  };
+}
+
+function unary<Req, Res>(
+  name: string,
+  log: Logger,
+  fn: (req: Req) => Promise<Res>,
+): (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>) => void {
+  return (call, callback) => {
+    const parent = extractContext(metadataCarrier(call.metadata));
+    const executionId = (call.request as { executionId?: string }).executionId ?? '';
+    withSpan(`broker.${name}`, { 'paddock.execution_id': executionId }, () => fn(call.request), parent).then(
+      (res) => callback(null, res),
+      (err: unknown) => {
+        if (err instanceof LaunchError) return callback({ code: err.code, details: err.details });
+        log.error({ err, executionId }, `${name} failed`);
+        callback({ code: status.INTERNAL, details: (err as Error).message });
+      },
+    );
+  };
+}
+
+/** The broker's gRPC API (proto/paddock/v1/instance.proto, service Broker). */
+export async function startGrpcServer(
+  instances: InstanceManager,
+  opts: { host: string; port: number; log: Logger },
+): Promise<{ address: string; stop(): Promise<void> }> {
+  const server = new Server();
+  const impl: BrokerServer = {
+    launch: unary('Launch', opts.log, (req) => instances.launch(req)),
+    cancel: unary('Cancel', opts.log, async (req) => ({ found: await instances.cancel(req.executionId, req.graceMs) })),
+  };
+  server.addService(BrokerService, impl);
+  const port = await new Promise<number>((resolve, reject) =>
+    server.bindAsync(`${opts.host}:${opts.port}`, ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
+  );
+  return {
+    address: `${opts.host}:${port}`,
+    stop: () =>
+      new Promise<void>((resolve) => {
+        const force = setTimeout(() => server.forceShutdown(), 5000);
+        server.tryShutdown(() => {
+          clearTimeout(force);
+          resolve();
+        });
+      }),
+  };
+}

@@ -1,0 +1,56 @@
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import swagger from '@fastify/swagger';
+import type { Logger } from '@paddock/telemetry';
+import type { Bus } from '@paddock/bus';
+import { installAuth } from './auth.js';
+import type { GatewayConfig } from './config.js';
+import { installErrorHandler } from './errors.js';
+import { compatRoutes } from './executions/compatRoutes.js';
+import type { ExecutionService } from './executions/executionService.js';
+import type { ExecutionStore } from './executions/executionStore.js';
+import { executionRoutes } from './executions/routes.js';
+import { healthRoutes, type HealthWatch } from './health.js';
+import { userRoutes } from './users/routes.js';
+import type { UserStore } from './users/userStore.js';
+
+export interface AppOptions {
+  config: GatewayConfig;
+  log: Logger;
+  users: UserStore;
+  executions: ExecutionService;
+  store: ExecutionStore;
+  bus: Bus;
+  health: HealthWatch;
+}
+
+/** The REST API as a Fastify instance that does not listen: server code listens, tests inject. */
+export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
+  const app = Fastify({
+    loggerInstance: opts.log as FastifyBaseLogger,
+    // One line per request, written by the onResponse hook below, instead of Fastify's two.
+    logController: new LogController({ disableRequestLogging: true }),
+    bodyLimit: opts.config.bodyLimitBytes,
+    // Unknown fields are an error, and "5" is not a number: nothing is silently dropped or coerced.
+    ajv: { customOptions: { removeAdditional: false, coerceTypes: false, allErrors: true, useDefaults: false } },
+  });
+  await app.register(swagger, {
+    openapi: {
+      openapi: '3.0.3',
+      info: { title: 'Paddock API', version: '1', description: 'Run jobs and agents in isolated containers.' },
+      components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
+      security: [{ bearer: [] }],
+    },
+  });
+  installErrorHandler(app);
+  installAuth(app, opts.users);
+  app.addHook('onResponse', async (req, reply) => {
+    req.log.info({ method: req.method, url: req.url, status: reply.statusCode, ms: Math.round(reply.elapsedTime) }, 'request');
+  });
+  app.get('/api/v1/openapi.json', { config: { public: true }, schema: { hide: true } }, async () => app.swagger());
+  await app.register(healthRoutes, { health: opts.health });
+  await app.register(userRoutes, { users: opts.users });
+  const routeOpts = { executions: opts.executions, store: opts.store, bus: opts.bus, artifactsDir: opts.config.artifactsDir };
+  await app.register(executionRoutes, routeOpts);
+  await app.register(compatRoutes, routeOpts);
+  return app;
+}

@@ -1,0 +1,96 @@
+import type { Pool } from '@paddock/db';
+import { ExecutionSpec } from '@paddock/proto';
+import type { NormalizedRequest } from './request.js';
+import type { ApiState } from './schemas.js';
+
+/** What is kept of the request for display: file contents and env values are not shown back. */
+export interface StoredRequest extends Omit<NormalizedRequest, 'files' | 'env'> {
+  files: string[];
+  env: string[];
+}
+
+export interface ExecutionRow {
+  id: string;
+  ownerId: string;
+  request: StoredRequest;
+  state: ApiState;
+  version: number;
+  exitCode: number | null;
+  error: string | null;
+  createdAt: Date;
+  startedAt: Date | null;
+  finishedAt: Date | null;
+}
+
+export interface StateUpdate {
+  state: ApiState;
+  version: number;
+  exitCode: number | null;
+  error: string | null;
+  startedAtMs: number;
+  finishedAtMs: number;
+}
+
+const COLUMNS = `id, owner_id AS "ownerId", request, state, version, exit_code AS "exitCode", error,
+  created_at AS "createdAt", started_at AS "startedAt", finished_at AS "finishedAt"`;
+
+export const FINAL_STATES: readonly ApiState[] = ['completed', 'failed', 'cancelled'];
+
+/** The gateway's executions table. */
+export class ExecutionStore {
+  constructor(private readonly pool: Pool) {}
+
+  async insert(id: string, ownerId: string, request: NormalizedRequest, spec: ExecutionSpec): Promise<ExecutionRow> {
+    const stored: StoredRequest = { ...request, files: Object.keys(request.files).sort(), env: Object.keys(request.env).sort() };
+    const r = await this.pool.query<ExecutionRow>(
+      `INSERT INTO executions (id, owner_id, request, spec, state) VALUES ($1, $2, $3, $4, 'queued') RETURNING ${COLUMNS}`,
+      [id, ownerId, stored, Buffer.from(ExecutionSpec.encode(spec).finish())],
+    );
+    return r.rows[0]!;
+  }
+
+  async markPublished(id: string): Promise<void> {
+    await this.pool.query(`UPDATE executions SET published = true WHERE id = $1`, [id]);
+  }
+
+  /** Rows whose request never reached the bus (NATS was down when they were accepted). */
+  async unpublished(olderThanMs: number): Promise<{ id: string; ownerId: string; spec: ExecutionSpec; createdAt: Date }[]> {
+    const r = await this.pool.query<{ id: string; ownerId: string; spec: Buffer; createdAt: Date }>(
+      `SELECT id, owner_id AS "ownerId", spec, created_at AS "createdAt" FROM executions
+       WHERE NOT published AND created_at < now() - make_interval(secs => $1::float / 1000) ORDER BY created_at LIMIT 500`,
+      [olderThanMs],
+    );
+    return r.rows.map((x) => ({ ...x, spec: ExecutionSpec.decode(x.spec) }));
+  }
+
+  /** The execution if `ownerId` may see it (null = any owner, for admins). */
+  async get(id: string, ownerId: string | null): Promise<ExecutionRow | null> {
+    const r = await this.pool.query<ExecutionRow>(
+      `SELECT ${COLUMNS} FROM executions WHERE id = $1 AND ($2::text IS NULL OR owner_id = $2)`,
+      [id, ownerId],
+    );
+    return r.rows[0] ?? null;
+  }
+
+  async list(opts: { ownerId: string | null; state?: ApiState; limit: number; cursor?: string }): Promise<ExecutionRow[]> {
+    const r = await this.pool.query<ExecutionRow>(
+      `SELECT ${COLUMNS} FROM executions
+       WHERE ($1::text IS NULL OR owner_id = $1) AND ($2::text IS NULL OR state = $2) AND ($3::text IS NULL OR id < $3)
+       ORDER BY id DESC LIMIT $4`,
+      [opts.ownerId, opts.state ?? null, opts.cursor ?? null, opts.limit],
+    );
+    return r.rows;
+  }
+
+  /** Applies a state event if it is newer than what the row has; events may arrive twice or late. */
+  async applyState(id: string, u: StateUpdate): Promise<boolean> {
+    const r = await this.pool.query(
+      `UPDATE executions SET state = $2, version = $3, exit_code = COALESCE($4, exit_code), error = COALESCE($5, error),
+         started_at = COALESCE(started_at, to_timestamp($6::float / 1000)),
+         finished_at = COALESCE(finished_at, to_timestamp($7::float / 1000))
+       WHERE id = $1 AND version < $3`,
+      [id, u.state, u.version, u.exitCode, u.error, u.startedAtMs || null, u.finishedAtMs || null],
+    );
+    return r.rowCount === 1;
+  }
+}

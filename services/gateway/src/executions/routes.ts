@@ -1,0 +1,133 @@
+import { createReadStream } from 'node:fs';
+import { stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { FastifyPluginAsync, FastifyReply } from 'fastify';
+import { ConflictError, NotFoundError, ValidationError } from '@paddock/errors';
+import type { Bus } from '@paddock/bus';
+import { view, type ExecutionService } from './executionService.js';
+import { FINAL_STATES, type ExecutionStore } from './executionStore.js';
+import { readOutput } from './logReader.js';
+import { errorResponses, executionRequestSchema, executionView, idParams, listQuery, listView, type ApiState, type ExecutionRequest } from './schemas.js';
+
+export interface ExecutionRoutesOptions {
+  executions: ExecutionService;
+  store: ExecutionStore;
+  bus: Bus;
+  artifactsDir: string;
+}
+
+/** The parts shared by /api/v1 and the seed-compatible paths. */
+export function executionHandlers({ executions, store, bus, artifactsDir }: ExecutionRoutesOptions) {
+  return {
+    async logs(user: Parameters<ExecutionService['get']>[0], id: string, follow: boolean, reply: FastifyReply) {
+      await executions.get(user, id);
+      const stream = await readOutput(bus, id, {
+        follow,
+        isFinal: async () => {
+          const row = await store.get(id, null);
+          return row !== null && FINAL_STATES.includes(row.state);
+        },
+      });
+      return reply
+        .header('content-type', 'text/plain; charset=utf-8')
+        .header('cache-control', 'no-cache')
+        .header('x-content-type-options', 'nosniff')
+        .send(stream);
+    },
+
+    async artifacts(user: Parameters<ExecutionService['get']>[0], id: string, reply: FastifyReply) {
+      const row = await executions.get(user, id);
+      if (!FINAL_STATES.includes(row.state)) {
+        throw new ConflictError(`execution ${id} is ${row.state}: its artifacts exist once it has finished`);
+      }
+      const path = join(artifactsDir, `${id}.zip`);
+      const info = await stat(path).catch(() => null);
+      if (!info) throw new NotFoundError('artifacts of execution', id);
+      return reply
+        .header('content-type', 'application/zip')
+        .header('content-length', info.size)
+        .header('content-disposition', `attachment; filename="${id}.zip"`)
+        .send(createReadStream(path));
+    },
+
+    async list(user: Parameters<ExecutionService['get']>[0], q: { state?: ApiState; limit?: string; cursor?: string }) {
+      const limit = q.limit === undefined ? 50 : Number(q.limit);
+      if (limit < 1 || limit > 500) throw new ValidationError('limit must be between 1 and 500');
+      const rows = await store.list({ ownerId: user.isAdmin ? null : user.id, limit: limit + 1, ...(q.state ? { state: q.state } : {}), ...(q.cursor ? { cursor: q.cursor } : {}) });
+      const page = rows.slice(0, limit);
+      return { items: page.map(view), nextCursor: rows.length > limit ? page[page.length - 1]!.id : null };
+    },
+  };
+}
+
+export const executionRoutes: FastifyPluginAsync<ExecutionRoutesOptions> = async (app, opts) => {
+  const { executions } = opts;
+  const h = executionHandlers(opts);
+
+  app.post<{ Body: ExecutionRequest }>(
+    '/api/v1/executions',
+    {
+      schema: {
+        tags: ['executions'],
+        summary: 'Run a shell command or a Python script in a fresh container; answers at once, with the id',
+        body: executionRequestSchema,
+        response: { 201: executionView, ...errorResponses },
+      },
+    },
+    async (req, reply) => reply.code(201).send(view(await executions.create(req.user, req.body))),
+  );
+
+  app.get<{ Querystring: { state?: ApiState; limit?: string; cursor?: string } }>(
+    '/api/v1/executions',
+    { schema: { tags: ['executions'], summary: 'Your executions, newest first', querystring: listQuery, response: { 200: listView, ...errorResponses } } },
+    async (req) => h.list(req.user, req.query),
+  );
+
+  app.get<{ Params: { id: string } }>(
+    '/api/v1/executions/:id',
+    { schema: { tags: ['executions'], summary: 'One execution and its state', params: idParams, response: { 200: executionView, ...errorResponses } } },
+    async (req) => view(await executions.get(req.user, req.params.id)),
+  );
+
+  app.post<{ Params: { id: string } }>(
+    '/api/v1/executions/:id/cancel',
+    {
+      schema: {
+        tags: ['executions'],
+        summary: 'Stop an execution: SIGTERM, a grace period, then SIGKILL; it ends in cancelled',
+        params: idParams,
+        response: { 202: executionView, ...errorResponses },
+      },
+    },
+    async (req, reply) => reply.code(202).send(view(await executions.cancel(req.user, req.params.id))),
+  );
+
+  app.get<{ Params: { id: string }; Querystring: { follow?: 'true' | 'false' } }>(
+    '/api/v1/executions/:id/logs',
+    {
+      schema: {
+        tags: ['executions'],
+        summary: 'The output (stdout and stderr, as written); with follow=true, streamed live until the end',
+        params: idParams,
+        querystring: { type: 'object', additionalProperties: false, properties: { follow: { type: 'string', enum: ['true', 'false'] } } },
+        produces: ['text/plain'],
+        response: { 200: { type: 'string' }, ...errorResponses },
+      },
+    },
+    async (req, reply) => h.logs(req.user, req.params.id, req.query.follow === 'true', reply),
+  );
+
+  app.get<{ Params: { id: string } }>(
+    '/api/v1/executions/:id/artifacts.zip',
+    {
+      schema: {
+        tags: ['executions'],
+        summary: 'The workspace as it was at the end, as a ZIP',
+        params: idParams,
+        produces: ['application/zip'],
+        response: { 200: { type: 'string', format: 'binary' }, ...errorResponses },
+      },
+    },
+    async (req, reply) => h.artifacts(req.user, req.params.id, reply),
+  );
+};

@@ -1,0 +1,55 @@
+import { fileURLToPath } from 'node:url';
+import type { FastifyInstance } from 'fastify';
+import { Bus, type Subscription } from '@paddock/bus';
+import { createPool, migrate } from '@paddock/db';
+import type { Logger } from '@paddock/telemetry';
+import { buildApp } from './app.js';
+import type { GatewayConfig } from './config.js';
+import { ExecutionService } from './executions/executionService.js';
+import { ExecutionStore } from './executions/executionStore.js';
+import { projectStates } from './executions/projection.js';
+import { HealthWatch } from './health.js';
+import { ensureAdmin } from './users/adminToken.js';
+import { UserStore } from './users/userStore.js';
+
+export const MIGRATIONS_DIR = fileURLToPath(new URL('../../migrations/', import.meta.url));
+
+export interface StartedGateway {
+  readonly app: FastifyInstance;
+  readonly url: string;
+  stop(): Promise<void>;
+}
+
+export async function startGateway(config: GatewayConfig, log: Logger): Promise<StartedGateway> {
+  if (!config.databaseUrl) throw new Error('DATABASE_URL is required');
+  const pool = createPool(config.databaseUrl, { name: 'paddock-gateway', max: 20 });
+  await migrate(pool, 'gateway', MIGRATIONS_DIR);
+  const users = new UserStore(pool);
+  await ensureAdmin(users, config.adminTokenFile, log);
+  const bus = await Bus.connect({ url: config.natsUrl, name: 'paddock-gateway', log });
+  const store = new ExecutionStore(pool);
+  const executions = new ExecutionService(store, bus, config, log);
+  const health = new HealthWatch(pool, bus);
+  health.start();
+  const subs: Subscription[] = [await projectStates(bus, store)];
+  const relay = setInterval(() => void executions.relayOutbox().catch((err: unknown) => log.warn({ err }, 'outbox relay failed')), 2000);
+
+  const app = await buildApp({ config, log, users, executions, store, bus, health });
+  const url = await app.listen({ host: config.host, port: config.port });
+  log.info({ url }, 'gateway ready');
+
+  let stopped: Promise<void> | undefined;
+  return {
+    app,
+    url,
+    stop: () =>
+      (stopped ??= (async () => {
+        clearInterval(relay);
+        await app.close();
+        await health.stop();
+        await Promise.all(subs.map((s) => s.stop()));
+        await bus.drain();
+        await pool.end().catch(() => {});
+      })()),
+  };
+}

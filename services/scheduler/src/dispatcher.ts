@@ -1,0 +1,118 @@
+import type { Context } from '@opentelemetry/api';
+import type { ServiceError } from '@grpc/grpc-js';
+import { extractContext, type Logger } from '@paddock/telemetry';
+import { isRetryable, type BrokerRegistry } from './brokers.js';
+import type { SchedulerConfig } from './config.js';
+import type { Job, JobStore } from './jobStore.js';
+import type { Lifecycle } from './lifecycle.js';
+
+export function traceContextOf(job: Job): Context | undefined {
+  if (!job.traceParent) return undefined;
+  const tp = job.traceParent;
+  return extractContext({ get: (k) => (k === 'traceparent' ? tp : undefined), set: () => {} });
+}
+
+/**
+ * Admission and placement: takes queued executions in request order, within each owner's limit, onto the
+ * brokers with free capacity, and launches them. One round at a time; a kick during a round runs another.
+ */
+export class Dispatcher {
+  private busy = false;
+  private again = false;
+  private stopped = false;
+  private readonly retries = new Map<string, NodeJS.Timeout>();
+  private readonly launching = new Set<string>();
+
+  constructor(
+    private readonly store: JobStore,
+    private readonly lifecycle: Lifecycle,
+    private readonly brokers: BrokerRegistry,
+    private readonly config: SchedulerConfig,
+    private readonly log: Logger,
+  ) {}
+
+  kick(): void {
+    if (this.stopped) return;
+    if (this.busy) {
+      this.again = true;
+      return;
+    }
+    this.busy = true;
+    void this.loop();
+  }
+
+  private async loop(): Promise<void> {
+    try {
+      do {
+        this.again = false;
+        await this.round();
+      } while (this.again && !this.stopped);
+    } catch (err) {
+      this.log.error({ err }, 'dispatch round failed; retrying');
+      setTimeout(() => this.kick(), 1000).unref();
+    } finally {
+      this.busy = false;
+    }
+  }
+
+  private async round(): Promise<void> {
+    const brokers = this.brokers.available();
+    if (brokers.length === 0) return;
+    const active = await this.store.activeByBroker();
+    const free = new Map(brokers.map((b) => [b.brokerId, b.capacity - (active.get(b.brokerId) ?? 0)]));
+    const slots = [...free.values()].reduce((a, n) => a + Math.max(0, n), 0);
+    if (slots <= 0) return;
+    const place = (): string | null => {
+      let best: string | null = null;
+      let bestFree = 0;
+      for (const [id, n] of free) if (n > bestFree) [best, bestFree] = [id, n];
+      if (best) free.set(best, bestFree - 1);
+      return best;
+    };
+    const { claimed, overLimit } = await this.store.claim(slots, this.config.maxRunningPerOwner, place);
+    if (this.config.overLimit === 'reject') {
+      for (const job of overLimit) {
+        await this.lifecycle.move(job.executionId, 'failed', {
+          reason: `rejected: its owner already has ${this.config.maxRunningPerOwner} executions running`,
+          finishedAtMs: Date.now(),
+        });
+      }
+    }
+    await Promise.all(claimed.map((job) => this.lifecycle.publish(job)));
+    for (const job of claimed) void this.launch(job);
+    if (claimed.length === slots) this.again = true;
+  }
+
+  /** Launches (or re-launches: the broker is idempotent) a job claimed for a broker. */
+  async launch(job: Job): Promise<void> {
+    if (this.launching.has(job.executionId) || this.stopped) return;
+    this.launching.add(job.executionId);
+    const { executionId } = job;
+    try {
+      const reply = await this.brokers.launch(job.brokerId!, { executionId, ownerId: job.ownerId, spec: job.spec }, traceContextOf(job));
+      if (reply.startedAtMs > 0) await this.lifecycle.move(executionId, 'executing', { startedAtMs: reply.startedAtMs });
+    } catch (err) {
+      const details = (err as ServiceError).details || (err as Error).message;
+      if (isRetryable(err) && Date.now() - job.requestedAtMs < this.config.launchRetryForMs && !this.stopped) {
+        const delayMs = Math.min(10_000, 250 * 2 ** Math.min(job.launchAttempts, 6));
+        this.log.warn({ executionId, broker: job.brokerId, details, delayMs }, 'launch failed; retrying');
+        await this.store.launchFailed(executionId, Date.now() + delayMs);
+        const retry = setTimeout(() => {
+          this.retries.delete(executionId);
+          void this.store.get(executionId).then((j) => (j?.state === 'provisioning' ? this.launch(j) : undefined));
+        }, delayMs);
+        retry.unref();
+        this.retries.set(executionId, retry);
+        return;
+      }
+      await this.lifecycle.move(executionId, 'failed', { reason: `could not start: ${details}`, finishedAtMs: Date.now() });
+    } finally {
+      this.launching.delete(executionId);
+    }
+  }
+
+  stop(): void {
+    this.stopped = true;
+    for (const t of this.retries.values()) clearTimeout(t);
+  }
+}

@@ -1,0 +1,2 @@
+export { schedulerConfig, type SchedulerConfig } from './config.js';
+export { startScheduler, finalOf, type StartedScheduler } from './scheduler.js';

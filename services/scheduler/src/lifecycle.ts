@@ -1,0 +1,60 @@
+import { topics, type Bus } from '@paddock/bus';
+import type { Logger } from '@paddock/telemetry';
+import type { Job, JobStore, TransitionFields } from './jobStore.js';
+import { protoState, type JobState } from './states.js';
+
+/**
+ * The lifecycle state machine: each transition is stored, then published on
+ * paddock.v1.execution.<id>.state. A publish that fails is retried by `republish` (the row remembers what
+ * was published), so no transition is lost to a NATS restart.
+ */
+export class Lifecycle {
+  constructor(
+    private readonly store: JobStore,
+    private readonly bus: Bus,
+    private readonly log: Logger,
+    private readonly onFinal: (job: Job) => void,
+  ) {}
+
+  async move(executionId: string, to: JobState, fields: TransitionFields = {}): Promise<Job | null> {
+    const { job, changed } = await this.store.transition(executionId, to, fields);
+    if (!job) return null;
+    // A redelivered event finds the transition done: publish again in case the first publish was lost.
+    if (changed || (job.state === to && job.publishedVersion < job.version)) await this.publish(job);
+    if (changed) {
+      this.log.info({ executionId, state: to, reason: job.reason || undefined, exitCode: job.exitCode ?? undefined }, 'execution state');
+      if (to === 'completed' || to === 'failed' || to === 'cancelled') this.onFinal(job);
+    }
+    return job;
+  }
+
+  async publish(job: Job): Promise<void> {
+    try {
+      await this.bus.publish(
+        topics.executionState,
+        job.executionId,
+        {
+          executionId: job.executionId,
+          ownerId: job.ownerId,
+          state: protoState(job.state),
+          version: job.version,
+          atMs: Date.now(),
+          ...(job.exitCode === null ? {} : { exitCode: job.exitCode }),
+          reason: job.reason,
+          brokerId: job.brokerId ?? '',
+          startedAtMs: job.startedAtMs ?? 0,
+          finishedAtMs: job.finishedAtMs ?? 0,
+        },
+        { msgId: `${job.executionId}.v${job.version}` },
+      );
+      await this.store.markPublished(job.executionId, job.version);
+    } catch (err) {
+      this.log.warn({ err, executionId: job.executionId }, 'state not published yet; will retry');
+    }
+  }
+
+  /** Publishes the current state of every job whose last transition did not reach the bus. */
+  async republish(): Promise<void> {
+    for (const job of await this.store.unpublished()) await this.publish(job);
+  }
+}
