@@ -1,3 +1,4 @@
+import type { IncomingMessage } from 'node:http';
 import type { FastifyError, FastifyInstance } from 'fastify';
 import { PaddockError } from '@paddock/errors';
 
@@ -34,12 +35,35 @@ function describeValidation(context: string, errors: AjvError[]): string {
     .join('; ');
 }
 
+const DRAIN_MAX_BYTES = 256 * 1024 * 1024;
+const DRAIN_MAX_MS = 30_000;
+
+/** Reads and drops the rest of a request body, within limits, so that the answer can be read. */
+async function drain(req: IncomingMessage): Promise<void> {
+  if (req.complete || req.destroyed) return;
+  await new Promise<void>((resolve) => {
+    let received = 0;
+    const done = () => {
+      clearTimeout(timer);
+      req.off('data', onData).off('end', done).off('error', done).off('close', done);
+      resolve();
+    };
+    const onData = (chunk: Buffer) => {
+      received += chunk.length;
+      if (received > DRAIN_MAX_BYTES) done();
+    };
+    const timer = setTimeout(done, DRAIN_MAX_MS);
+    req.on('data', onData).once('end', done).once('error', done).once('close', done);
+    req.resume();
+  });
+}
+
 /**
  * One error handler: errors under 500 reach the caller as `{error: {code, message}}` with a stable code;
  * 500s are logged and hidden.
  */
 export function installErrorHandler(app: FastifyInstance): void {
-  app.setErrorHandler((err: FastifyError & { validation?: AjvError[]; validationContext?: string }, req, reply) => {
+  app.setErrorHandler(async (err: FastifyError & { validation?: AjvError[]; validationContext?: string }, req, reply) => {
     if (err instanceof PaddockError) {
       return reply.code(err.status).send({ error: { code: err.code, message: err.message } });
     }
@@ -54,6 +78,8 @@ export function installErrorHandler(app: FastifyInstance): void {
         : err.code?.startsWith('FST_ERR_CTP') || err instanceof SyntaxError ? 'invalid_json'
         : 'invalid_request';
       const message = code === 'body_too_large' ? `request body is larger than the ${app.initialConfig.bodyLimit} bytes allowed` : err.message;
+      // A client still sending its body would see the connection reset instead of this answer.
+      if (code === 'body_too_large') await drain(req.raw);
       return reply.code(status).send({ error: { code, message } });
     }
     req.log.error({ err }, 'request failed');
