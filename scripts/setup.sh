@@ -58,6 +58,9 @@ if [ ! -f node_modules/.paddock-lock-hash ] || [ "$(cat node_modules/.paddock-lo
 fi
 log "building TypeScript"
 npx tsc -b
+# npm links a workspace's bin only when its target exists, which the build makes: `npx paddock` needs it.
+chmod +x cli/dist/src/main.js
+[ -e node_modules/.bin/paddock ] || ln -sf ../@paddock/cli/dist/src/main.js node_modules/.bin/paddock
 
 # --- images ----------------------------------------------------------------------------------------
 node cli/dist/src/main.js images build base
