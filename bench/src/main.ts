@@ -1,0 +1,103 @@
+import { cpus } from 'node:os';
+import { resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { runBench } from './bench.js';
+import { writeReport } from './report.js';
+import { SECTIONS } from './sections.js';
+import type { BenchOptions } from './section.js';
+
+const USAGE = `Usage: node bench/dist/src/main.js [options]   (or: npm run bench)
+
+Starts a Paddock of its own and measures it beside raw Docker (dockerode) in the same run, then writes
+latest.json and latest.md. Progress goes to stderr. Exits 1 if a job did not end as it should.
+
+Options:
+  --n N              counted samples per figure, each section after one warm-up (default 20)
+  --burst N          jobs submitted at once in a burst (default 200)
+  --burst-rounds N   counted bursts per side (default 2)
+  --capacity N       containers at once, for the broker and the raw burst alike
+                     (default: the broker's own default, max(8, 8 x CPUs) = ${Math.max(8, 8 * cpus().length)} here)
+  --poll-ms N        state polling interval for cold_completed (default 10)
+  --image IMAGE      image of every container (default paddock/base:latest)
+  --out DIR          where to write (default bench/results)
+  -h, --help         this text
+
+Environment: DOCKER_SOCKET (default /var/run/docker.sock).`;
+
+const RESULTS = fileURLToPath(new URL('../../results/', import.meta.url));
+
+class UsageError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'UsageError';
+  }
+}
+
+function positiveInt(name: string, value: string | undefined, fallback: number): number {
+  if (value === undefined) return fallback;
+  const n = Number(value);
+  if (!/^[0-9]+$/.test(value) || !Number.isSafeInteger(n) || n < 1) throw new UsageError(`--${name} takes a whole number of at least 1, not "${value}"`);
+  return n;
+}
+
+function parse(argv: string[]): { options: BenchOptions; out: string } | 'help' {
+  const { values } = parseArgs({
+    args: argv,
+    strict: true,
+    allowPositionals: false,
+    options: {
+      n: { type: 'string' },
+      burst: { type: 'string' },
+      'burst-rounds': { type: 'string' },
+      capacity: { type: 'string' },
+      'poll-ms': { type: 'string' },
+      image: { type: 'string' },
+      out: { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
+  if (values.help) return 'help';
+  const options: BenchOptions = Object.freeze({
+    samples: positiveInt('n', values.n, 20),
+    burstJobs: positiveInt('burst', values.burst, 200),
+    burstRounds: positiveInt('burst-rounds', values['burst-rounds'], 2),
+    capacity: positiveInt('capacity', values.capacity, Math.max(8, 8 * cpus().length)),
+    pollMs: positiveInt('poll-ms', values['poll-ms'], 10),
+    image: values.image ?? 'paddock/base:latest',
+  });
+  return { options, out: resolve(values.out ?? RESULTS) };
+}
+
+async function main(): Promise<number> {
+  let parsed: ReturnType<typeof parse>;
+  try {
+    parsed = parse(process.argv.slice(2));
+  } catch (err) {
+    process.stderr.write(`bench: ${(err as Error).message}\n\n${USAGE}\n`);
+    return 2;
+  }
+  if (parsed === 'help') {
+    process.stdout.write(`${USAGE}\n`);
+    return 0;
+  }
+  const report = await runBench(parsed.options, SECTIONS, {
+    dockerSocket: process.env['DOCKER_SOCKET'] ?? '/var/run/docker.sock',
+    log: (line) => process.stderr.write(`${line}\n`),
+  });
+  const written = await writeReport(parsed.out, report);
+  process.stderr.write(`wrote ${written.json} and ${written.markdown}\n`);
+  if (report.failures) {
+    process.stderr.write(`bench: ${report.failures.length} failure(s):\n${report.failures.map((f) => `  ${f}`).join('\n')}\n`);
+    return 1;
+  }
+  return 0;
+}
+
+main().then(
+  (code) => process.exit(code),
+  (err: unknown) => {
+    process.stderr.write(`bench: ${(err as Error).stack ?? String(err)}\n`);
+    process.exit(1);
+  },
+);

@@ -1,0 +1,12 @@
+import { burst } from './figures/burst.js';
+import { cold } from './figures/cold.js';
+import { memory } from './figures/memory.js';
+import { raw } from './figures/raw.js';
+import type { Section } from './section.js';
+
+/**
+ * Every section of the benchmark, in the order they run. raw comes first because Paddock's figures are
+ * compared with its figures; memory reads idle RSS once raw and cold have warmed Paddock up; burst ends
+ * the run because it leaves Paddock the busiest. A new section is a module in figures/ added here.
+ */
+export const SECTIONS: readonly Section[] = [raw, cold, memory, burst];

@@ -1,0 +1,89 @@
+// The real benchmark, tiny: a real Paddock, real containers, so that the bench cannot rot between runs.
+// Nothing here asserts a time; only that every figure is there and makes sense.
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { test } from 'node:test';
+import type { Report } from '../src/report.js';
+
+const MAIN = fileURLToPath(new URL('../src/main.js', import.meta.url));
+const N = 2;
+const BURST = 10;
+
+/** Every figure and how many samples it has at --n 2 (a burst figure has one per round). */
+const EXPECTED: Record<string, { n: number; unit: string; baseline?: string }> = {
+  raw_cold: { n: N, unit: 'ms' },
+  raw_cold_completed: { n: N, unit: 'ms' },
+  raw_exec: { n: N, unit: 'ms' },
+  cold_first_output: { n: N, unit: 'ms', baseline: 'raw_cold' },
+  cold_completed: { n: N, unit: 'ms', baseline: 'raw_cold_completed' },
+  rss_gateway_idle: { n: N, unit: 'MB' },
+  rss_scheduler_idle: { n: N, unit: 'MB' },
+  rss_broker_idle: { n: N, unit: 'MB' },
+  raw_burst: { n: 1, unit: 'ms' },
+  raw_burst_jobs_per_s: { n: 1, unit: 'jobs/s' },
+  burst: { n: 1, unit: 'ms', baseline: 'raw_burst' },
+  burst_jobs_per_s: { n: 1, unit: 'jobs/s', baseline: 'raw_burst_jobs_per_s' },
+  rss_gateway_burst: { n: 1, unit: 'MB' },
+  rss_scheduler_burst: { n: 1, unit: 'MB' },
+  rss_broker_burst: { n: 1, unit: 'MB' },
+};
+
+function run(args: string[]): Promise<{ code: number | null; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [MAIN, ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.once('error', reject);
+    child.once('exit', (code) => resolve({ code, stderr }));
+  });
+}
+
+test(`the bench at --n ${N} --burst ${BURST} writes every figure, with baselines and ratios`, async () => {
+  const out = await mkdtemp(join(tmpdir(), 'paddock-bench-'));
+  try {
+    const { code, stderr } = await run(['--n', String(N), '--burst', String(BURST), '--burst-rounds', '1', '--out', out]);
+    assert.equal(code, 0, stderr);
+    assert.match(stderr, new RegExp(`raw_cold, raw_cold_completed ${N}/${N}:`), 'progress says which figure and i/n');
+    assert.match(stderr, /burst 1\/1: 10 jobs in/);
+
+    const report = JSON.parse(await readFile(join(out, 'latest.json'), 'utf8')) as Report;
+    const { machine } = report;
+    assert.ok(machine.cpus > 0 && machine.memoryGb > 0);
+    for (const key of ['cpuModel', 'kernel', 'node', 'docker', 'date'] as const) assert.ok(machine[key].length > 0, key);
+    assert.ok(!Number.isNaN(Date.parse(machine.date)));
+    assert.equal(report.failures, undefined);
+
+    assert.deepEqual(Object.keys(report.figures).sort(), Object.keys(EXPECTED).sort());
+    for (const [name, want] of Object.entries(EXPECTED)) {
+      const f = report.figures[name]!;
+      assert.equal(f.n, want.n, `${name}.n`);
+      assert.equal(f.unit, want.unit, `${name}.unit`);
+      for (const v of [f.min, f.median, f.p95]) assert.ok(Number.isFinite(v) && v > 0, `${name}: ${v}`);
+      assert.ok(f.min <= f.median && f.median <= f.p95, `${name}: min ${f.min}, median ${f.median}, p95 ${f.p95}`);
+      assert.equal(f.baseline, want.baseline, `${name}.baseline`);
+      if (want.baseline === undefined) {
+        assert.equal(f.ratio, undefined, `${name} has no ratio`);
+      } else {
+        const base = report.figures[want.baseline]!;
+        assert.ok(f.ratio !== undefined && Number.isFinite(f.ratio) && f.ratio > 0, `${name}.ratio ${f.ratio}`);
+        assert.ok(Math.abs(f.ratio - f.median / base.median) < 0.01, `${name}.ratio is median / baseline median`);
+      }
+    }
+
+    const markdown = await readFile(join(out, 'latest.md'), 'utf8');
+    for (const name of Object.keys(EXPECTED)) assert.match(markdown, new RegExp(`^\\| ${name} \\|`, 'm'), name);
+  } finally {
+    await rm(out, { recursive: true, force: true });
+  }
+});
+
+test('a bad option is refused with the usage, before anything starts', async () => {
+  const { code, stderr } = await run(['--n', '0']);
+  assert.equal(code, 2);
+  assert.match(stderr, /--n takes a whole number/);
+  assert.match(stderr, /Usage:/);
+});
