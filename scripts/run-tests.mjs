@@ -6,7 +6,7 @@ import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
-const workspaces = ['libs', 'services'].flatMap((d) => readdirSync(join(root, d)).map((p) => join(d, p))).concat(['proto', 'cli', 'bench', 'test/e2e']);
+const workspaces = ['libs', 'services'].flatMap((d) => readdirSync(join(root, d)).map((p) => join(d, p))).concat(['proto', 'images/task', 'cli', 'bench', 'test/e2e']);
 
 function testFiles(dir) {
   if (!existsSync(dir)) return [];

@@ -3,7 +3,7 @@
 #   - Debian packages (docker.io, nats-server, debootstrap, protoc, chromium, ...) when missing
 #   - dockerd running (a stale pid file left by a killed daemon is removed first)
 #   - npm dependencies (npm ci when package-lock.json changed) and the TypeScript build
-#   - the base image paddock/base:latest, built once from Debian
+#   - the images (paddock/base from Debian, then the task agent and the agent CLIs), each built once
 # nats-server and PostgreSQL are started by `paddock up` (and by the tests) themselves.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -63,4 +63,4 @@ chmod +x cli/dist/src/main.js
 [ -e node_modules/.bin/paddock ] || ln -sf ../@paddock/cli/dist/src/main.js node_modules/.bin/paddock
 
 # --- images ----------------------------------------------------------------------------------------
-node cli/dist/src/main.js images build base
+node cli/dist/src/main.js images build

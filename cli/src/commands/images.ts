@@ -12,6 +12,9 @@ import { processEnv } from '../processEnv.js';
 
 const BUILD_OPTIONS = { force: { type: 'boolean' } } as const satisfies OptionSpecs;
 
+/** A build.sh exits with this when its image needs a download this machine cannot reach (images/lib/derive.sh). */
+const CANNOT_BUILD_HERE = 3;
+
 /** Every image derives from base, so base is built first. */
 const BASE = 'base';
 
@@ -22,7 +25,8 @@ export const images: Command = {
        paddock images ls
 
 build  builds the images from images/NAME/build.sh in this checkout (all of them when no NAME is given,
-       base first). A build is skipped when its inputs did not change, unless --force.
+       base first). A build is skipped when its inputs did not change, unless --force. An image that
+       needs a download this machine cannot reach says what is missing and is skipped.
 ls     lists the images Paddock built (those labelled io.paddock.image).`,
 
   async run(ctx, argv) {
@@ -60,16 +64,24 @@ async function build(ctx: Context, argv: readonly string[], usage: string): Prom
   const order = wanted.length === 0 ? known : known.filter((name) => wanted.includes(name));
   // The builds print their own progress straight to the terminal; a Ctrl-C reaches them directly.
   const unsubscribe = ctx.interrupts.subscribe(() => {});
+  const notHere: string[] = [];
+  const failed: string[] = [];
   try {
     for (const name of order) {
       const script = join(imagesDir, name, 'build.sh');
       const status = await runInherited('bash', [script, ...(args.options.force ? ['--force'] : [])], ctx);
-      if (status !== 0) throw new CommandError(`building image ${name} failed (${script} exited with ${status})`);
+      if (status === CANNOT_BUILD_HERE) notHere.push(name);
+      else if (status !== 0) failed.push(`${name} (${script} exited with ${status})`);
     }
   } finally {
     unsubscribe();
   }
-  return 0;
+  if (notHere.length > 0) {
+    ctx.stderr.write(`paddock: not built on this machine, each needs a download it cannot reach (see above): ${notHere.join(', ')}\n`);
+  }
+  if (failed.length > 0) throw new CommandError(`building failed: ${failed.join('; ')}`);
+  // Naming an image that cannot be built here is a failure; building "all" is not, when the rest built.
+  return wanted.some((name) => notHere.includes(name)) ? 1 : 0;
 }
 
 interface DockerImageRow {

@@ -115,9 +115,10 @@ export class Bus {
   /**
    * Stores a message in its stream and resolves once NATS has it. `msgId` deduplicates retries of the same
    * event within two minutes; with `retryForMs`, failures (NATS restarting, JetStream not ready) are
-   * retried for that long, which is only safe with a `msgId`.
+   * retried for that long, which is only safe with a `msgId`. `timeoutMs` bounds each attempt's wait for
+   * the stream's answer (10 s by default).
    */
-  async publish<T>(topic: Topic<T>, id: string, message: T, opts: { msgId?: string; retryForMs?: number } = {}): Promise<PubAck> {
+  async publish<T>(topic: Topic<T>, id: string, message: T, opts: { msgId?: string; retryForMs?: number; timeoutMs?: number } = {}): Promise<PubAck> {
     const h = natsHeaders();
     injectContext(carrierOf(h));
     const data = topic.type.encode(message).finish();
@@ -125,7 +126,11 @@ export class Bus {
     const deadline = Date.now() + (opts.retryForMs ?? 0);
     for (let attempt = 0; ; attempt++) {
       try {
-        return await this.js.publish(subject, data, { headers: h, ...(opts.msgId ? { msgID: opts.msgId } : {}) });
+        return await this.js.publish(subject, data, {
+          headers: h,
+          ...(opts.msgId ? { msgID: opts.msgId } : {}),
+          ...(opts.timeoutMs ? { timeout: opts.timeoutMs } : {}),
+        });
       } catch (err) {
         if (Date.now() >= deadline || this.nc.isClosed()) throw err;
         await new Promise((r) => setTimeout(r, Math.min(1000, 100 * 2 ** attempt)));

@@ -2,3 +2,4 @@ export { startPaddock, type RunningPaddock, type StartPaddockOptions } from './s
 export { ApiClient, type Execution } from './apiClient.js';
 export { freePort } from './freePort.js';
 export { startNatsServer, type NatsServer } from './natsServer.js';
+export { startScriptedProvider, type ScriptedProvider, type Step, type RecordedRequest } from './llmProvider.js';

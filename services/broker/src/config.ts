@@ -1,6 +1,10 @@
 import { artifactsDir, commonConfig, EnvReader, type CommonConfig, type Env } from '@paddock/config';
 import { ConfigError } from '@paddock/errors';
 import { hostname, cpus } from 'node:os';
+import { fileURLToPath } from 'node:url';
+
+/** The images/ folder of the checkout this broker runs from. */
+const CHECKOUT_IMAGES_DIR = fileURLToPath(new URL('../../../../images/', import.meta.url));
 
 export interface BrokerConfig extends CommonConfig {
   readonly brokerId: string;
@@ -16,6 +20,8 @@ export interface BrokerConfig extends CommonConfig {
   /** Output kept per execution; the rest is dropped with a note in the log. */
   readonly maxOutputBytes: number;
   readonly pidsLimit: number;
+  /** Where images/<name>/build.sh are, to build a runtime's image the first time it is asked for. */
+  readonly imagesDir: string;
 }
 
 export function brokerConfig(env: Env): BrokerConfig {
@@ -35,6 +41,7 @@ export function brokerConfig(env: Env): BrokerConfig {
     stopGraceMs: read.int('PADDOCK_STOP_GRACE_MS', 5_000),
     maxOutputBytes: read.int('PADDOCK_MAX_OUTPUT_BYTES', 64 * 1024 * 1024, { min: 1024 }),
     pidsLimit: read.int('PADDOCK_PIDS_LIMIT', 512, { min: 16 }),
+    imagesDir: read.string('PADDOCK_IMAGES_DIR', CHECKOUT_IMAGES_DIR),
   };
   return Object.freeze(config);
 }

@@ -9,6 +9,7 @@ import { saveArtifacts } from './artifacts.js';
 import type { BrokerConfig } from './config.js';
 import { containerSpec, WORKSPACE } from './docker/containerSpec.js';
 import { DockerDemuxer, timestampedFrame } from './docker/demux.js';
+import { ImageBuilder } from './docker/imageBuilder.js';
 import { labels } from './docker/labels.js';
 import { workspaceArchive } from './docker/workspaceArchive.js';
 import type { ExitRecord, InstanceStore, StopCause } from './instanceStore.js';
@@ -51,6 +52,7 @@ function dockerStatus(err: unknown): number | undefined {
  */
 export class InstanceManager {
   private readonly live = new Map<string, Live>();
+  private readonly images: ImageBuilder;
   private stopping = false;
 
   constructor(
@@ -59,7 +61,9 @@ export class InstanceManager {
     private readonly store: InstanceStore,
     private readonly config: BrokerConfig,
     private readonly log: Logger,
-  ) {}
+  ) {
+    this.images = new ImageBuilder(config.imagesDir);
+  }
 
   get running(): number {
     return this.live.size;
@@ -110,12 +114,7 @@ export class InstanceManager {
     }
     const image = spec.image || this.config.defaultImage;
     try {
-      const imageInfo = await this.docker.getImage(image).inspect().catch((err: unknown) => {
-        if (dockerStatus(err) === 404) {
-          throw new Error(`image ${image} is not in the Docker engine: build it (paddock images build) or pull it first`);
-        }
-        throw err;
-      });
+      const imageInfo = await this.inspectOrBuild(image, live);
       const imageIsOurs = Boolean(imageInfo.Config?.Labels?.['io.paddock.image']);
       if (!created) await this.removeContainer(`paddock-${executionId}`);
       const deadlineMs = Date.now() + spec.timeoutMs;
@@ -158,6 +157,23 @@ export class InstanceManager {
       });
       throw new LaunchError(GrpcStatus.FAILED_PRECONDITION, detail);
     }
+  }
+
+  /** The image's details; one of Paddock's own that is missing is built first, its progress in the execution's log. */
+  private async inspectOrBuild(image: string, live: Live): Promise<Docker.ImageInspectInfo> {
+    try {
+      return await this.docker.getImage(image).inspect();
+    } catch (err) {
+      if (dockerStatus(err) !== 404) throw err;
+    }
+    const recipe = this.images.recipeFor(image);
+    if (recipe === undefined) throw new Error(`image ${image} is not in the Docker engine: build it (paddock images build) or pull it first`);
+    const startedAt = Date.now();
+    live.output.system(`image ${image} is not built yet: building it now (images/${recipe}/build.sh)`);
+    this.log.info({ executionId: live.executionId, image }, 'building a missing image');
+    await this.images.build(recipe, (line) => live.output.system(`  ${line}`));
+    live.output.system(`built ${image} in ${Math.round((Date.now() - startedAt) / 1000)} s`);
+    return this.docker.getImage(image).inspect();
   }
 
   private pipeOutput(stream: Readable, onFrame: (s: number, d: Buffer) => void): Promise<void> {

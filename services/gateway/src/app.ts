@@ -10,6 +10,8 @@ import type { ExecutionService } from './executions/executionService.js';
 import type { ExecutionStore } from './executions/executionStore.js';
 import { executionRoutes } from './executions/routes.js';
 import { healthRoutes, type HealthWatch } from './health.js';
+import { secretRoutes } from './secrets/routes.js';
+import type { SecretStore } from './secrets/secretStore.js';
 import { userRoutes } from './users/routes.js';
 import type { UserStore } from './users/userStore.js';
 
@@ -19,6 +21,7 @@ export interface AppOptions {
   users: UserStore;
   executions: ExecutionService;
   store: ExecutionStore;
+  secrets: SecretStore;
   bus: Bus;
   health: HealthWatch;
 }
@@ -49,6 +52,7 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
   app.get('/api/v1/openapi.json', { config: { public: true }, schema: { hide: true } }, async () => app.swagger());
   await app.register(healthRoutes, { health: opts.health });
   await app.register(userRoutes, { users: opts.users });
+  await app.register(secretRoutes, { secrets: opts.secrets });
   const routeOpts = { executions: opts.executions, store: opts.store, bus: opts.bus, artifactsDir: opts.config.artifactsDir };
   await app.register(executionRoutes, routeOpts);
   await app.register(compatRoutes, routeOpts);

@@ -1,3 +1,6 @@
+import { join } from 'node:path';
+import { ConfigError } from '@paddock/errors';
+import { findRuntime, RUNTIME_NAMES } from '@paddock/runtimes';
 import { adminTokenFile, artifactsDir, commonConfig, EnvReader, type CommonConfig, type Env } from '@paddock/config';
 
 export interface GatewayConfig extends CommonConfig {
@@ -6,9 +9,13 @@ export interface GatewayConfig extends CommonConfig {
   readonly adminTokenFile: string;
   readonly artifactsDir: string;
   readonly bodyLimitBytes: number;
+  /** The key that seals users' secrets (base64, 32 bytes); created at the first start. */
+  readonly secretKeyFile: string;
   /** Applied to a request that names none. */
   readonly defaults: {
     readonly image: string;
+    /** The agent runtime of an agent execution (and of POST /schedule {prompt}) that names none. */
+    readonly runtime: string;
     readonly cpus: number;
     readonly memoryMb: number;
     readonly timeoutS: number;
@@ -23,15 +30,19 @@ export interface GatewayConfig extends CommonConfig {
 export function gatewayConfig(env: Env): GatewayConfig {
   const read = new EnvReader(env);
   const common = commonConfig(env);
-  return Object.freeze({
+  const defaultRuntime = read.string('PADDOCK_DEFAULT_RUNTIME', 'task');
+  if (!findRuntime(defaultRuntime)) throw new ConfigError('PADDOCK_DEFAULT_RUNTIME', `must be one of ${RUNTIME_NAMES.join(', ')}, got "${defaultRuntime}"`);
+  const config: GatewayConfig = {
     ...common,
     host: read.string('PADDOCK_HOST', '127.0.0.1'),
     port: read.int('PADDOCK_PORT', 7070, { max: 65535 }),
     adminTokenFile: read.string('PADDOCK_ADMIN_TOKEN_FILE', adminTokenFile(common.home)),
     artifactsDir: read.string('PADDOCK_ARTIFACTS_DIR', artifactsDir(common.home)),
     bodyLimitBytes: read.int('PADDOCK_BODY_LIMIT_BYTES', 10 * 1024 * 1024, { min: 1024 }),
+    secretKeyFile: read.string('PADDOCK_SECRET_KEY_FILE', join(common.home, 'secret-key')),
     defaults: Object.freeze({
       image: read.string('PADDOCK_DEFAULT_IMAGE', 'paddock/base:latest'),
+      runtime: defaultRuntime,
       cpus: read.int('PADDOCK_DEFAULT_CPUS', 1, { min: 1 }),
       memoryMb: read.int('PADDOCK_DEFAULT_MEMORY_MB', 1024, { min: 16 }),
       timeoutS: read.int('PADDOCK_DEFAULT_TIMEOUT_S', 3600, { min: 1 }),
@@ -41,5 +52,14 @@ export function gatewayConfig(env: Env): GatewayConfig {
       maxMemoryMb: read.int('PADDOCK_MAX_MEMORY_MB', 65536, { min: 16 }),
       maxTimeoutS: read.int('PADDOCK_MAX_TIMEOUT_S', 7 * 24 * 3600, { min: 1 }),
     }),
-  });
+  };
+  const { defaults, limits } = config;
+  for (const [setting, value, max, maxSetting] of [
+    ['PADDOCK_DEFAULT_CPUS', defaults.cpus, limits.maxCpus, 'PADDOCK_MAX_CPUS'],
+    ['PADDOCK_DEFAULT_MEMORY_MB', defaults.memoryMb, limits.maxMemoryMb, 'PADDOCK_MAX_MEMORY_MB'],
+    ['PADDOCK_DEFAULT_TIMEOUT_S', defaults.timeoutS, limits.maxTimeoutS, 'PADDOCK_MAX_TIMEOUT_S'],
+  ] as const) {
+    if (value > max) throw new ConfigError(setting, `${value} is above ${maxSetting} (${max}): every request without its own value would be refused`);
+  }
+  return Object.freeze(config);
 }

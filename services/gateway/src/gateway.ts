@@ -9,6 +9,8 @@ import { ExecutionService } from './executions/executionService.js';
 import { ExecutionStore } from './executions/executionStore.js';
 import { projectStates } from './executions/projection.js';
 import { HealthWatch } from './health.js';
+import { SecretBox } from './secrets/secretBox.js';
+import { SecretStore } from './secrets/secretStore.js';
 import { ensureAdmin } from './users/adminToken.js';
 import { UserStore } from './users/userStore.js';
 
@@ -28,13 +30,14 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
   await ensureAdmin(users, config.adminTokenFile, log);
   const bus = await Bus.connect({ url: config.natsUrl, name: 'paddock-gateway', log });
   const store = new ExecutionStore(pool);
-  const executions = new ExecutionService(store, bus, config, log);
+  const secrets = new SecretStore(pool, await SecretBox.fromFile(config.secretKeyFile));
+  const executions = new ExecutionService(store, secrets, bus, config, log);
   const health = new HealthWatch(pool, bus);
   health.start();
   const subs: Subscription[] = [await projectStates(bus, store)];
   const relay = setInterval(() => void executions.relayOutbox().catch((err: unknown) => log.warn({ err }, 'outbox relay failed')), 2000);
 
-  const app = await buildApp({ config, log, users, executions, store, bus, health });
+  const app = await buildApp({ config, log, users, executions, store, secrets, bus, health });
   const url = await app.listen({ host: config.host, port: config.port });
   log.info({ url }, 'gateway ready');
 

@@ -1,16 +1,16 @@
-import type { Context } from '@opentelemetry/api';
+import { context, ROOT_CONTEXT } from '@opentelemetry/api';
 import type { ServiceError } from '@grpc/grpc-js';
-import { extractContext, type Logger } from '@paddock/telemetry';
+import { ExecutionKind } from '@paddock/proto';
+import type { Logger } from '@paddock/telemetry';
 import { isRetryable, type BrokerRegistry } from './brokers.js';
 import type { SchedulerConfig } from './config.js';
 import type { Job, JobStore } from './jobStore.js';
 import type { Lifecycle } from './lifecycle.js';
+import { traceContextOf } from './traceContext.js';
 
-export function traceContextOf(job: Job): Context | undefined {
-  if (!job.traceParent) return undefined;
-  const tp = job.traceParent;
-  return extractContext({ get: (k) => (k === 'traceparent' ? tp : undefined), set: () => {} });
-}
+const LAUNCH_TIMEOUT_MS = 60_000;
+const AGENT_LAUNCH_TIMEOUT_MS = 20 * 60_000;
+
 
 /**
  * Admission and placement: takes queued executions in request order, within each owner's limit, onto the
@@ -38,7 +38,8 @@ export class Dispatcher {
       return;
     }
     this.busy = true;
-    void this.loop();
+    // A round serves many executions: it must not run inside the trace of whichever one kicked it.
+    void context.with(ROOT_CONTEXT, () => this.loop());
   }
 
   private async loop(): Promise<void> {
@@ -89,7 +90,9 @@ export class Dispatcher {
     this.launching.add(job.executionId);
     const { executionId } = job;
     try {
-      const reply = await this.brokers.launch(job.brokerId!, { executionId, ownerId: job.ownerId, spec: job.spec }, traceContextOf(job));
+      // An agent's image may be built on its first use, which takes minutes; a launch answers once the container runs.
+      const timeoutMs = job.spec.kind === ExecutionKind.EXECUTION_KIND_AGENT ? AGENT_LAUNCH_TIMEOUT_MS : LAUNCH_TIMEOUT_MS;
+      const reply = await this.brokers.launch(job.brokerId!, { executionId, ownerId: job.ownerId, spec: job.spec }, traceContextOf(job), timeoutMs);
       if (reply.startedAtMs > 0) await this.lifecycle.move(executionId, 'executing', { startedAtMs: reply.startedAtMs });
     } catch (err) {
       const details = (err as ServiceError).details || (err as Error).message;

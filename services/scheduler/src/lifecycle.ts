@@ -1,7 +1,9 @@
+import { context, ROOT_CONTEXT } from '@opentelemetry/api';
 import { topics, type Bus } from '@paddock/bus';
 import type { Logger } from '@paddock/telemetry';
 import type { Job, JobStore, TransitionFields } from './jobStore.js';
 import { protoState, type JobState } from './states.js';
+import { traceContextOf } from './traceContext.js';
 
 /**
  * The lifecycle state machine: each transition is stored, then published on
@@ -30,7 +32,9 @@ export class Lifecycle {
 
   async publish(job: Job): Promise<void> {
     try {
-      await this.bus.publish(
+      // Each state event joins its own execution's trace, whatever work happens to publish it.
+      const trace = traceContextOf(job) ?? ROOT_CONTEXT;
+      await context.with(trace, () => this.bus.publish(
         topics.executionState,
         job.executionId,
         {
@@ -46,7 +50,7 @@ export class Lifecycle {
           finishedAtMs: job.finishedAtMs ?? 0,
         },
         { msgId: `${job.executionId}.v${job.version}` },
-      );
+      ));
       await this.store.markPublished(job.executionId, job.version);
     } catch (err) {
       this.log.warn({ err, executionId: job.executionId }, 'state not published yet; will retry');

@@ -6,9 +6,10 @@ import { ExitCause, type InstanceExited } from '@paddock/proto';
 import { injectContext, type Logger } from '@paddock/telemetry';
 import { BrokerRegistry, isRetryable } from './brokers.js';
 import type { SchedulerConfig } from './config.js';
-import { Dispatcher, traceContextOf } from './dispatcher.js';
+import { Dispatcher } from './dispatcher.js';
 import { JobStore } from './jobStore.js';
 import { Lifecycle } from './lifecycle.js';
+import { traceContextOf } from './traceContext.js';
 
 export const MIGRATIONS_DIR = fileURLToPath(new URL('../../migrations/', import.meta.url));
 
@@ -90,7 +91,11 @@ export async function startScheduler(config: SchedulerConfig, log: Logger): Prom
 
   subs.push(
     await bus.consume(topics.instanceStarted, { durable: 'scheduler-instance-started' }, async ({ id, message }) => {
-      await lifecycle.move(id, 'executing', { startedAtMs: message.startedAtMs });
+      const job = await lifecycle.move(id, 'executing', { startedAtMs: message.startedAtMs });
+      // A cancel that reached the broker before its Launch found nothing to stop: it is stopped now.
+      if (job?.cancelRequested && job.state === 'executing' && job.brokerId) {
+        await brokers.cancel(job.brokerId, id, config.cancelGraceMs, traceContextOf(job));
+      }
     }),
   );
 

@@ -94,7 +94,7 @@ test('bad input is a 4xx that says what to fix, and creates nothing', async () =
     ['wrong type', JSON.stringify({ kind: 'shell', command: 42 }), 400, 'invalid_request', /body\.command must be string/],
     ['unknown kind', JSON.stringify({ kind: 'ruby', command: 'true' }), 400, 'invalid_request', /kind must be one of "shell", "python"/],
     ['missing command', JSON.stringify({ kind: 'shell' }), 400, 'invalid_request', /needs "command"/],
-    ['script for shell', JSON.stringify({ kind: 'shell', command: 'true', script: 'x' }), 400, 'invalid_request', /not "script"/],
+    ['script for shell', JSON.stringify({ kind: 'shell', command: 'true', script: 'x' }), 400, 'invalid_request', /does not take "script"/],
     ['parent path', JSON.stringify({ kind: 'shell', command: 'true', files: { '../etc/passwd': 'x' } }), 400, 'invalid_request', /may not contain "\.\."/],
     ['nested parent path', JSON.stringify({ kind: 'shell', command: 'true', files: { 'a/../../b': 'x' } }), 400, 'invalid_request', /inside \/workspace/],
     ['absolute path', JSON.stringify({ kind: 'shell', command: 'true', files: { '/etc/cron.d/x': 'x' } }), 400, 'invalid_request', /not absolute/],

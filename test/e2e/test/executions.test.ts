@@ -178,9 +178,9 @@ test('the seed-compatible paths schedule, report, list, cancel and download', as
   assert.equal((await paddock.admin.request('POST', `/cancel/${long.body.id}`)).status, 202);
   assert.equal((await paddock.admin.waitFinal(long.body.id, 30_000)).state, 'cancelled');
 
-  const prompt = await paddock.admin.request('POST', '/schedule', { prompt: 'write a haiku' });
-  assert.equal(prompt.status, 422);
-  assert.equal(prompt.body.error.code, 'agent_unavailable');
+  const both = await paddock.admin.request('POST', '/schedule', { command: 'true', script: 'pass' });
+  assert.equal(both.status, 400);
+  assert.match(both.body.error.message, /exactly one of "command", "script" or "prompt"/);
 });
 
 test('a missing image fails the execution with a reason', async () => {

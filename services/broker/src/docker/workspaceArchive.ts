@@ -1,7 +1,8 @@
 import { pack } from 'tar-stream';
 import { buffer } from 'node:stream/consumers';
 import { ExecutionKind, type ExecutionSpec } from '@paddock/proto';
-import { SCRIPT_PATH, WORKSPACE } from './containerSpec.js';
+import { findRuntime } from '@paddock/runtimes';
+import { AGENT, SCRIPT_PATH, WORKSPACE } from './containerSpec.js';
 
 const UID = 1000;
 const GID = 1000;
@@ -13,7 +14,8 @@ const GID = 1000;
 export async function workspaceArchive(spec: ExecutionSpec, imageIsOurs: boolean): Promise<Buffer | null> {
   const files = Object.entries(spec.files);
   const python = spec.kind === ExecutionKind.EXECUTION_KIND_PYTHON;
-  if (imageIsOurs && files.length === 0 && !python) return null;
+  const agent = spec.kind === ExecutionKind.EXECUTION_KIND_AGENT ? spec.agent : undefined;
+  if (imageIsOurs && files.length === 0 && !python && !agent) return null;
 
   const tar = pack();
   const done = buffer(tar);
@@ -41,6 +43,21 @@ export async function workspaceArchive(spec: ExecutionSpec, imageIsOurs: boolean
     dir(top, 0, 0);
     dir(scriptDir, 0, 0);
     tar.entry({ name: SCRIPT_PATH.slice(1), mode: 0o644, uid: 0, gid: 0, mtime }, Buffer.from(spec.script, 'utf8'));
+  }
+  if (agent) {
+    const runtime = findRuntime(agent.runtime);
+    if (!runtime) throw new Error(`unknown agent runtime "${agent.runtime}"`);
+    const runDir = AGENT.workflow.slice(1, AGENT.workflow.lastIndexOf('/'));
+    dir(runDir.split('/')[0] ?? runDir, 0, 0);
+    dir(runDir.split('/').slice(0, 2).join('/'), 0, 0);
+    dir(runDir, UID, GID);
+    const workflow = `# ${runtime.summary}\nPROMPT="$(cat "$PADDOCK_PROMPT_FILE")"\nexport PROMPT\n${runtime.command}\n`;
+    tar.entry({ name: AGENT.workflow.slice(1), mode: 0o644, uid: UID, gid: GID, mtime }, Buffer.from(workflow));
+    tar.entry({ name: AGENT.prompt.slice(1), mode: 0o600, uid: UID, gid: GID, mtime }, Buffer.from(agent.prompt, 'utf8'));
+    if (agent.repoToken) {
+      dir(AGENT.repoToken.slice(1, AGENT.repoToken.lastIndexOf('/')), UID, GID);
+      tar.entry({ name: AGENT.repoToken.slice(1), mode: 0o400, uid: UID, gid: GID, mtime }, Buffer.from(agent.repoToken, 'utf8'));
+    }
   }
   tar.finalize();
   return done;

@@ -1,14 +1,8 @@
 import type { FastifyPluginAsync } from 'fastify';
-import { PaddockError, ValidationError } from '@paddock/errors';
+import { ValidationError } from '@paddock/errors';
 import { view } from './executionService.js';
 import { executionHandlers, type ExecutionRoutesOptions } from './routes.js';
-import { errorResponses, executionView, idParams, listView } from './schemas.js';
-
-class AgentsUnavailableError extends PaddockError {
-  constructor() {
-    super('agent_unavailable', 422, 'a "prompt" needs an agent runtime, and none is installed in this Paddock yet; send "command" (shell) or "script" (Python) instead');
-  }
-}
+import { errorResponses, executionView, idParams, listView, zipResponse } from './schemas.js';
 
 /** The first API's paths, kept for the clients written against it. */
 export const compatRoutes: FastifyPluginAsync<ExecutionRoutesOptions> = async (app, opts) => {
@@ -18,7 +12,7 @@ export const compatRoutes: FastifyPluginAsync<ExecutionRoutesOptions> = async (a
     {
       schema: {
         tags: ['compat'],
-        summary: 'Schedule {command}, {script} or {prompt}; same answer as POST /api/v1/executions',
+        summary: 'Schedule {command}, {script} or {prompt} (the default agent runtime); same answer as POST /api/v1/executions',
         body: {
           type: 'object',
           additionalProperties: false,
@@ -38,8 +32,10 @@ export const compatRoutes: FastifyPluginAsync<ExecutionRoutesOptions> = async (a
       const { command, script, prompt, ...rest } = req.body;
       const given = [command, script, prompt].filter((x) => x !== undefined).length;
       if (given !== 1) throw new ValidationError('send exactly one of "command", "script" or "prompt"');
-      if (prompt !== undefined) throw new AgentsUnavailableError();
-      const body = command !== undefined ? { kind: 'shell' as const, command, ...rest } : { kind: 'python' as const, script: script!, ...rest };
+      const body =
+        command !== undefined ? { kind: 'shell' as const, command, ...rest }
+        : script !== undefined ? { kind: 'python' as const, script, ...rest }
+        : { kind: 'agent' as const, prompt: prompt!, ...rest };
       return reply.code(201).send(view(await opts.executions.create(req.user, body)));
     },
   );
@@ -50,7 +46,7 @@ export const compatRoutes: FastifyPluginAsync<ExecutionRoutesOptions> = async (a
   app.post<{ Params: { id: string } }>('/cancel/:id', { schema: { tags: ['compat'], params: idParams, response: { 202: executionView, ...errorResponses } } }, async (req, reply) =>
     reply.code(202).send(view(await opts.executions.cancel(req.user, req.params.id))),
   );
-  app.get<{ Params: { id: string } }>('/download/:id', { schema: { tags: ['compat'], params: idParams, response: { ...errorResponses } } }, async (req, reply) =>
+  app.get<{ Params: { id: string } }>('/download/:id', { schema: { tags: ['compat'], params: idParams, response: { 200: zipResponse, ...errorResponses } } }, async (req, reply) =>
     h.artifacts(req.user, req.params.id, reply),
   );
 };

@@ -4,21 +4,25 @@ import type { ExecutionSpec } from '@paddock/proto';
 import { withSpan, type Logger } from '@paddock/telemetry';
 import type { GatewayConfig } from '../config.js';
 import { newId } from '../ids.js';
+import type { SecretStore } from '../secrets/secretStore.js';
 import type { User } from '../users/userStore.js';
 import { FINAL_STATES, type ExecutionRow, type ExecutionStore } from './executionStore.js';
 import { normalizeRequest, toSpec } from './request.js';
-import type { ApiState, ExecutionRequest } from './schemas.js';
+import type { ApiState, ExecutionRequest, Kind } from './schemas.js';
 
 export interface ExecutionView {
   id: string;
   owner: string;
-  kind: 'shell' | 'python';
+  kind: Kind;
   state: ApiState;
   exitCode: number | null;
   error: string | null;
   image: string;
   command: string | null;
   script: string | null;
+  runtime: string | null;
+  prompt: string | null;
+  repo: { url: string; branch: string | null } | null;
   files: string[];
   env: string[];
   resources: { cpus: number; memoryMb: number };
@@ -41,6 +45,10 @@ export function view(row: ExecutionRow): ExecutionView {
     image: r.image,
     command: r.command,
     script: r.script,
+    // Rows stored before agents existed have none of these.
+    runtime: r.runtime ?? null,
+    prompt: r.prompt ?? null,
+    repo: r.repo ?? null,
     files: r.files,
     env: r.env,
     resources: r.resources,
@@ -52,10 +60,13 @@ export function view(row: ExecutionRow): ExecutionView {
   };
 }
 
+const PUBLISH_TIMEOUT_MS = 1_500;
+
 /** Accepting, finding and cancelling executions on behalf of a user. */
 export class ExecutionService {
   constructor(
     private readonly store: ExecutionStore,
+    private readonly secrets: SecretStore,
     private readonly bus: Bus,
     private readonly config: GatewayConfig,
     private readonly log: Logger,
@@ -67,7 +78,8 @@ export class ExecutionService {
    */
   async create(user: User, body: ExecutionRequest): Promise<ExecutionRow> {
     const request = normalizeRequest(body, this.config);
-    const spec = toSpec(request);
+    // An agent's provider keys may come from the owner's stored secrets; the request's own env wins.
+    const spec = toSpec(request, request.kind === 'agent' ? await this.secrets.values(user.id) : {});
     const id = newId();
     // The root of the execution's trace: the scheduler and the broker continue it from the bus message.
     return withSpan('gateway.create_execution', { 'paddock.execution_id': id, 'paddock.owner': user.id }, async () => {
@@ -79,7 +91,8 @@ export class ExecutionService {
 
   async publishRequest(id: string, ownerId: string, spec: ExecutionSpec, requestedAtMs: number): Promise<boolean> {
     try {
-      await this.bus.publish(topics.executionRequested, id, { executionId: id, ownerId, spec, requestedAtMs }, { msgId: `${id}.requested` });
+      // The caller waits for this answer: when NATS is away, the outbox relay publishes later instead.
+      await this.bus.publish(topics.executionRequested, id, { executionId: id, ownerId, spec, requestedAtMs }, { msgId: `${id}.requested`, timeoutMs: PUBLISH_TIMEOUT_MS });
       await this.store.markPublished(id);
       return true;
     } catch (err) {
@@ -102,10 +115,19 @@ export class ExecutionService {
     return row;
   }
 
-  /** Publishes requests that were accepted while NATS was unreachable. */
-  async relayOutbox(): Promise<void> {
-    for (const r of await this.store.unpublished(1000)) {
-      if (!(await this.publishRequest(r.id, r.ownerId, r.spec, r.createdAt.getTime()))) return;
-    }
+  #relaying: Promise<void> | undefined;
+
+  /** Publishes requests that were accepted while NATS was unreachable; one pass at a time. */
+  relayOutbox(): Promise<void> {
+    this.#relaying ??= (async () => {
+      try {
+        for (const r of await this.store.unpublished(1000)) {
+          if (!(await this.publishRequest(r.id, r.ownerId, r.spec, r.createdAt.getTime()))) return;
+        }
+      } finally {
+        this.#relaying = undefined;
+      }
+    })();
+    return this.#relaying;
   }
 }

@@ -3,10 +3,11 @@ import { ExecutionSpec } from '@paddock/proto';
 import type { NormalizedRequest } from './request.js';
 import type { ApiState } from './schemas.js';
 
-/** What is kept of the request for display: file contents and env values are not shown back. */
-export interface StoredRequest extends Omit<NormalizedRequest, 'files' | 'env'> {
+/** What is kept of the request for display: file contents, env values and the repo token are not shown back. */
+export interface StoredRequest extends Omit<NormalizedRequest, 'files' | 'env' | 'repo'> {
   files: string[];
   env: string[];
+  repo: { url: string; branch: string | null } | null;
 }
 
 export interface ExecutionRow {
@@ -41,7 +42,12 @@ export class ExecutionStore {
   constructor(private readonly pool: Pool) {}
 
   async insert(id: string, ownerId: string, request: NormalizedRequest, spec: ExecutionSpec): Promise<ExecutionRow> {
-    const stored: StoredRequest = { ...request, files: Object.keys(request.files).sort(), env: Object.keys(request.env).sort() };
+    const stored: StoredRequest = {
+      ...request,
+      files: Object.keys(request.files).sort(),
+      env: Object.keys(request.env).sort(),
+      repo: request.repo ? { url: request.repo.url, branch: request.repo.branch } : null,
+    };
     const r = await this.pool.query<ExecutionRow>(
       `INSERT INTO executions (id, owner_id, request, spec, state) VALUES ($1, $2, $3, $4, 'queued') RETURNING ${COLUMNS}`,
       [id, ownerId, stored, Buffer.from(ExecutionSpec.encode(spec).finish())],

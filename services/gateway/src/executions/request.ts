@@ -1,13 +1,17 @@
 import { ValidationError } from '@paddock/errors';
 import { ExecutionKind, NetworkMode, type ExecutionSpec } from '@paddock/proto';
+import { findRuntime } from '@paddock/runtimes';
 import type { GatewayConfig } from '../config.js';
-import type { ExecutionRequest } from './schemas.js';
+import type { ExecutionRequest, Kind } from './schemas.js';
 
-/** A request with every default filled in: what is stored and shown. */
+/** A request with every default filled in: what is stored and shown (but for secrets: see ExecutionStore). */
 export interface NormalizedRequest {
-  kind: 'shell' | 'python';
+  kind: Kind;
   command: string | null;
   script: string | null;
+  runtime: string | null;
+  prompt: string | null;
+  repo: { url: string; branch: string | null; token: string | null } | null;
   files: Record<string, string>;
   env: Record<string, string>;
   image: string;
@@ -30,18 +34,30 @@ function checkPath(path: string): void {
 
 /** Checks what JSON Schema cannot (kind-specific fields, paths, limits) and fills the defaults. */
 export function normalizeRequest(body: ExecutionRequest, config: GatewayConfig): NormalizedRequest {
+  const only = (allowed: readonly (keyof ExecutionRequest)[]) => {
+    for (const field of ['command', 'script', 'runtime', 'prompt', 'repo'] as const) {
+      if (body[field] !== undefined && !allowed.includes(field)) throw new ValidationError(`${body.kind === 'agent' ? 'an' : 'a'} ${body.kind} execution does not take "${field}"`);
+    }
+  };
   if (body.kind === 'shell') {
     if (body.command === undefined) throw new ValidationError('a shell execution needs "command"');
-    if (body.script !== undefined) throw new ValidationError('a shell execution takes "command", not "script"');
-  } else {
+    only(['command']);
+  } else if (body.kind === 'python') {
     if (body.script === undefined) throw new ValidationError('a python execution needs "script"');
-    if (body.command !== undefined) throw new ValidationError('a python execution takes "script", not "command"');
+    only(['script']);
+  } else {
+    if (body.prompt === undefined) throw new ValidationError('an agent execution needs "prompt"');
+    only(['runtime', 'prompt', 'repo']);
   }
+  const runtime = body.kind === 'agent' ? findRuntime(body.runtime ?? config.defaults.runtime) : undefined;
+  if (body.kind === 'agent' && runtime === undefined) throw new ValidationError(`no agent runtime "${body.runtime ?? config.defaults.runtime}"`);
   const files = body.files ?? {};
   Object.keys(files).forEach(checkPath);
   const cpus = body.resources?.cpus ?? config.defaults.cpus;
   const memoryMb = body.resources?.memoryMb ?? config.defaults.memoryMb;
   const timeoutS = body.timeoutS ?? config.defaults.timeoutS;
+  // Docker counts CPUs in billionths but takes no less than 0.01; a zero share would mean no limit at all.
+  if (cpus < 0.01) throw new ValidationError('resources.cpus must be at least 0.01');
   if (cpus > config.limits.maxCpus) throw new ValidationError(`resources.cpus may be at most ${config.limits.maxCpus}`);
   if (memoryMb > config.limits.maxMemoryMb) throw new ValidationError(`resources.memoryMb may be at most ${config.limits.maxMemoryMb}`);
   if (timeoutS > config.limits.maxTimeoutS) throw new ValidationError(`timeoutS may be at most ${config.limits.maxTimeoutS}`);
@@ -49,27 +65,42 @@ export function normalizeRequest(body: ExecutionRequest, config: GatewayConfig):
     kind: body.kind,
     command: body.command ?? null,
     script: body.script ?? null,
+    runtime: runtime?.name ?? null,
+    prompt: body.prompt ?? null,
+    repo: body.repo ? { url: body.repo.url, branch: body.repo.branch ?? null, token: body.repo.token ?? null } : null,
     files,
     env: body.env ?? {},
-    image: body.image ?? config.defaults.image,
+    image: body.image ?? runtime?.image ?? config.defaults.image,
     resources: { cpus, memoryMb },
     timeoutS,
-    network: body.network ?? 'none',
+    // An agent talks to its LLM provider: it gets a network unless the request says otherwise.
+    network: body.network ?? (body.kind === 'agent' ? 'bridge' : 'none'),
   };
 }
 
-export function toSpec(r: NormalizedRequest): ExecutionSpec {
+const KINDS: Record<Kind, ExecutionKind> = {
+  shell: ExecutionKind.EXECUTION_KIND_SHELL,
+  python: ExecutionKind.EXECUTION_KIND_PYTHON,
+  agent: ExecutionKind.EXECUTION_KIND_AGENT,
+};
+
+/** The spec the scheduler and broker get; `secretEnv` (the owner's secrets) is under the request's own env. */
+export function toSpec(r: NormalizedRequest, secretEnv: Record<string, string> = {}): ExecutionSpec {
   return {
-    kind: r.kind === 'shell' ? ExecutionKind.EXECUTION_KIND_SHELL : ExecutionKind.EXECUTION_KIND_PYTHON,
+    kind: KINDS[r.kind],
     command: r.command ?? '',
     script: r.script ?? '',
     files: Object.fromEntries(Object.entries(r.files).map(([p, c]) => [p, Buffer.from(c, 'utf8')])),
-    env: r.env,
+    env: { ...secretEnv, ...r.env },
     image: r.image,
     cpuMillis: Math.round(r.resources.cpus * 1000),
     memoryBytes: r.resources.memoryMb * 1024 * 1024,
     timeoutMs: r.timeoutS * 1000,
     network: r.network === 'bridge' ? NetworkMode.NETWORK_MODE_BRIDGE : NetworkMode.NETWORK_MODE_NONE,
     pidsLimit: 0,
+    agent:
+      r.kind === 'agent'
+        ? { runtime: r.runtime ?? '', prompt: r.prompt ?? '', repoUrl: r.repo?.url ?? '', repoBranch: r.repo?.branch ?? '', repoToken: r.repo?.token ?? '' }
+        : undefined,
   };
 }

@@ -7,7 +7,7 @@ import type { Bus } from '@paddock/bus';
 import { view, type ExecutionService } from './executionService.js';
 import { FINAL_STATES, type ExecutionStore } from './executionStore.js';
 import { readOutput } from './logReader.js';
-import { errorResponses, executionRequestSchema, executionView, idParams, listQuery, listView, type ApiState, type ExecutionRequest } from './schemas.js';
+import { zipResponse, errorResponses, executionRequestSchema, executionView, idParams, listQuery, listView, type ApiState, type ExecutionRequest } from './schemas.js';
 
 export interface ExecutionRoutesOptions {
   executions: ExecutionService;
@@ -110,8 +110,7 @@ export const executionRoutes: FastifyPluginAsync<ExecutionRoutesOptions> = async
         summary: 'The output (stdout and stderr, as written); with follow=true, streamed live until the end',
         params: idParams,
         querystring: { type: 'object', additionalProperties: false, properties: { follow: { type: 'string', enum: ['true', 'false'] } } },
-        produces: ['text/plain'],
-        response: { 200: { type: 'string' }, ...errorResponses },
+        response: { 200: { description: 'the output', content: { 'text/plain': { schema: { type: 'string' } } } }, ...errorResponses },
       },
     },
     async (req, reply) => h.logs(req.user, req.params.id, req.query.follow === 'true', reply),
@@ -124,8 +123,7 @@ export const executionRoutes: FastifyPluginAsync<ExecutionRoutesOptions> = async
         tags: ['executions'],
         summary: 'The workspace as it was at the end, as a ZIP',
         params: idParams,
-        produces: ['application/zip'],
-        response: { 200: { type: 'string', format: 'binary' }, ...errorResponses },
+        response: { 200: zipResponse, ...errorResponses },
       },
     },
     async (req, reply) => h.artifacts(req.user, req.params.id, reply),

@@ -1,12 +1,24 @@
+import { RUNTIME_NAMES } from '@paddock/runtimes';
 import { errorResponses } from '../errors.js';
 
 export const STATES = ['queued', 'provisioning', 'executing', 'completed', 'failed', 'cancelled'] as const;
 export type ApiState = (typeof STATES)[number];
 
+export type Kind = 'shell' | 'python' | 'agent';
+
+export interface RepoRequest {
+  url: string;
+  branch?: string;
+  token?: string;
+}
+
 export interface ExecutionRequest {
-  kind: 'shell' | 'python';
+  kind: Kind;
   command?: string;
   script?: string;
+  runtime?: string;
+  prompt?: string;
+  repo?: RepoRequest;
   files?: Record<string, string>;
   env?: Record<string, string>;
   image?: string;
@@ -20,9 +32,26 @@ export const executionRequestSchema = {
   additionalProperties: false,
   required: ['kind'],
   properties: {
-    kind: { type: 'string', enum: ['shell', 'python'], description: 'shell runs `command` with /bin/sh -c; python runs `script`' },
+    kind: {
+      type: 'string',
+      enum: ['shell', 'python', 'agent'],
+      description: 'shell runs `command` with /bin/sh -c; python runs `script`; agent gives `prompt` to the agent `runtime`',
+    },
     command: { type: 'string', minLength: 1, maxLength: 100_000 },
     script: { type: 'string', minLength: 1, maxLength: 5_000_000 },
+    runtime: { type: 'string', enum: RUNTIME_NAMES, description: 'the agent runtime (kind agent); default: the server\'s default runtime' },
+    prompt: { type: 'string', minLength: 1, maxLength: 1_000_000 },
+    repo: {
+      type: 'object',
+      additionalProperties: false,
+      required: ['url'],
+      description: 'a git repository cloned into /workspace before the agent starts (kind agent)',
+      properties: {
+        url: { type: 'string', minLength: 1, maxLength: 2048, pattern: '^(https?|git|ssh)://[^\\s]+$' },
+        branch: { type: 'string', minLength: 1, maxLength: 256, pattern: '^[A-Za-z0-9._/-]+$' },
+        token: { type: 'string', minLength: 1, maxLength: 4096, description: 'sent to the repository host as HTTP basic auth; never shown back' },
+      },
+    },
     files: {
       type: 'object',
       description: 'Files written into /workspace before the job starts: relative path -> UTF-8 content',
@@ -40,7 +69,7 @@ export const executionRequestSchema = {
       type: 'object',
       additionalProperties: false,
       properties: {
-        cpus: { type: 'number', exclusiveMinimum: 0 },
+        cpus: { type: 'number', minimum: 0.01, description: 'CPU cores, in steps of 0.001; at least 0.01' },
         memoryMb: { type: 'integer', minimum: 16 },
       },
     },
@@ -56,13 +85,21 @@ export const executionView = {
   properties: {
     id: { type: 'string' },
     owner: { type: 'string' },
-    kind: { type: 'string', enum: ['shell', 'python'] },
+    kind: { type: 'string', enum: ['shell', 'python', 'agent'] },
     state: { type: 'string', enum: STATES },
     exitCode: { type: ['integer', 'null'] },
     error: nullableString,
     image: { type: 'string' },
     command: nullableString,
     script: nullableString,
+    runtime: nullableString,
+    prompt: nullableString,
+    repo: {
+      type: ['object', 'null'],
+      properties: { url: { type: 'string' }, branch: nullableString },
+      required: ['url', 'branch'],
+      description: 'the repository asked for (its token is never shown)',
+    },
     files: { type: 'array', items: { type: 'string' }, description: 'paths of the files given' },
     env: { type: 'array', items: { type: 'string' }, description: 'names of the variables given (values are not shown)' },
     resources: {
@@ -76,7 +113,7 @@ export const executionView = {
     startedAt: nullableString,
     finishedAt: nullableString,
   },
-  required: ['id', 'owner', 'kind', 'state', 'exitCode', 'error', 'image', 'command', 'script', 'resources', 'timeoutS', 'network', 'createdAt', 'startedAt', 'finishedAt'],
+  required: ['id', 'owner', 'kind', 'state', 'exitCode', 'error', 'image', 'command', 'script', 'runtime', 'prompt', 'repo', 'resources', 'timeoutS', 'network', 'createdAt', 'startedAt', 'finishedAt'],
 } as const;
 
 export const idParams = {
@@ -103,3 +140,9 @@ export const listView = {
 } as const;
 
 export { errorResponses };
+
+/** A ZIP download; errors are still JSON. */
+export const zipResponse = {
+  description: 'the workspace as a ZIP archive',
+  content: { 'application/zip': { schema: { type: 'string', format: 'binary' } } },
+} as const;

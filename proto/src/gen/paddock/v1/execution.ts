@@ -28,6 +28,8 @@ export enum ExecutionKind {
   EXECUTION_KIND_UNSPECIFIED = 0,
   EXECUTION_KIND_SHELL = 1,
   EXECUTION_KIND_PYTHON = 2,
+  /** EXECUTION_KIND_AGENT - An agent runtime (paddock/<runtime> image) given a prompt, in tmux session `agent`. */
+  EXECUTION_KIND_AGENT = 3,
   UNRECOGNIZED = -1,
 }
 
@@ -52,6 +54,8 @@ export interface ExecutionSpec {
   timeoutMs: number;
   network: NetworkMode;
   pidsLimit: number;
+  /** Set for EXECUTION_KIND_AGENT only. */
+  agent: AgentSpec | undefined;
 }
 
 export interface ExecutionSpec_FilesEntry {
@@ -62,6 +66,17 @@ export interface ExecutionSpec_FilesEntry {
 export interface ExecutionSpec_EnvEntry {
   key: string;
   value: string;
+}
+
+export interface AgentSpec {
+  /** A runtime's short name: claude-code, gemini-cli, opencode, copilot, codex, aider, cursor or task. */
+  runtime: string;
+  prompt: string;
+  /** A git repository cloned into /workspace before the agent starts; empty for none. */
+  repoUrl: string;
+  repoBranch: string;
+  /** Sent as HTTP basic auth to the repository's host, never written into the workspace. */
+  repoToken: string;
 }
 
 /** paddock.v1.execution.<id>.requested (JetStream, deduplicated by execution id) */
@@ -109,6 +124,7 @@ function createBaseExecutionSpec(): ExecutionSpec {
     timeoutMs: 0,
     network: 0,
     pidsLimit: 0,
+    agent: undefined,
   };
 }
 
@@ -146,6 +162,9 @@ export const ExecutionSpec: MessageFns<ExecutionSpec> = {
     }
     if (message.pidsLimit !== 0) {
       writer.uint32(88).uint32(message.pidsLimit);
+    }
+    if (message.agent !== undefined) {
+      AgentSpec.encode(message.agent, writer.uint32(98).fork()).join();
     }
     return writer;
   },
@@ -257,6 +276,14 @@ export const ExecutionSpec: MessageFns<ExecutionSpec> = {
             message.pidsLimit = reader.uint32();
             continue;
           }
+          case 12: {
+            if (tag !== 98) {
+              break;
+            }
+
+            message.agent = AgentSpec.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -301,6 +328,9 @@ export const ExecutionSpec: MessageFns<ExecutionSpec> = {
     message.timeoutMs = object.timeoutMs ?? 0;
     message.network = object.network ?? 0;
     message.pidsLimit = object.pidsLimit ?? 0;
+    message.agent = (object.agent !== undefined && object.agent !== null)
+      ? AgentSpec.fromPartial(object.agent)
+      : undefined;
     return message;
   },
 };
@@ -435,6 +465,109 @@ export const ExecutionSpec_EnvEntry: MessageFns<ExecutionSpec_EnvEntry> = {
     const message = createBaseExecutionSpec_EnvEntry();
     message.key = object.key ?? "";
     message.value = object.value ?? "";
+    return message;
+  },
+};
+
+function createBaseAgentSpec(): AgentSpec {
+  return { runtime: "", prompt: "", repoUrl: "", repoBranch: "", repoToken: "" };
+}
+
+export const AgentSpec: MessageFns<AgentSpec> = {
+  encode(message: AgentSpec, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.runtime !== "") {
+      writer.uint32(10).string(message.runtime);
+    }
+    if (message.prompt !== "") {
+      writer.uint32(18).string(message.prompt);
+    }
+    if (message.repoUrl !== "") {
+      writer.uint32(26).string(message.repoUrl);
+    }
+    if (message.repoBranch !== "") {
+      writer.uint32(34).string(message.repoBranch);
+    }
+    if (message.repoToken !== "") {
+      writer.uint32(42).string(message.repoToken);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): AgentSpec {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseAgentSpec();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.runtime = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.prompt = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.repoUrl = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.repoBranch = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.repoToken = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create<I extends Exact<DeepPartial<AgentSpec>, I>>(base?: I): AgentSpec {
+    return AgentSpec.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<AgentSpec>, I>>(object: I): AgentSpec {
+    const message = createBaseAgentSpec();
+    message.runtime = object.runtime ?? "";
+    message.prompt = object.prompt ?? "";
+    message.repoUrl = object.repoUrl ?? "";
+    message.repoBranch = object.repoBranch ?? "";
+    message.repoToken = object.repoToken ?? "";
     return message;
   },
 };

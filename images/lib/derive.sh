@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Shared by the images' build.sh: builds paddock/NAME:latest on top of paddock/base:latest without a
+# registry or a Dockerfile builder: a container from the base image gets the files of a folder (and,
+# optionally, runs a setup command), then is committed. Source it, then call derive_image.
+set -euo pipefail
+
+images_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+
+step() { printf '\033[1m[image %s]\033[0m %s\n' "$image_name" "$*" >&2; }
+
+# Exit status of a build.sh whose image cannot be built on this machine (a download it cannot reach).
+CANNOT_BUILD_HERE=3
+
+# ensure_base: builds paddock/base when it is missing or out of date (quick otherwise).
+ensure_base() {
+  bash "$images_dir/base/build.sh" >&2
+}
+
+# up_to_date TAG HASH: true when TAG exists with label io.paddock.inputs=HASH.
+up_to_date() {
+  [ "$(docker image inspect -f '{{ index .Config.Labels "io.paddock.inputs" }}' "$1" 2>/dev/null || true)" = "$2" ]
+}
+
+# derive_image TAG HASH CONTEXT_DIR [SETUP_COMMAND [NETWORK]]: CONTEXT_DIR's files are copied to / (owned by
+# root), SETUP_COMMAND (bash, as root) runs after that, with NETWORK (default none).
+derive_image() {
+  local tag="$1" hash="$2" context="$3" setup="${4:-}" network="${5:-none}"
+  local cid
+  cid=$(docker create --network "$network" --user 0:0 paddock/base:latest /bin/bash -c "${setup:-true}")
+  # shellcheck disable=SC2064
+  trap "docker rm -f $cid >/dev/null 2>&1 || true" RETURN
+  step "copying $(du -sh "$context" | cut -f1) into the image"
+  tar -C "$context" --owner=0 --group=0 -c . | docker cp - "$cid:/"
+  if [ -n "$setup" ]; then
+    step "running the setup inside the image"
+    docker start -a "$cid" 2>&1 | sed "s/^/  /" >&2
+    [ "$(docker inspect -f '{{.State.ExitCode}}' "$cid")" = 0 ] || { step "the setup failed"; return 1; }
+  fi
+  docker commit \
+    -c 'USER root' -c 'CMD ["sleep", "infinity"]' -c 'WORKDIR /workspace' \
+    -c "LABEL io.paddock.inputs=$hash io.paddock.image=$image_name" \
+    "$cid" "$tag" >/dev/null
+  step "built $tag ($(docker image inspect -f '{{.Size}}' "$tag" | awk '{printf "%.0f MB", $1/1e6}'))"
+}
+
+# base_id: the base image's id, part of every derived image's inputs.
+base_id() {
+  docker image inspect -f '{{.Id}}' paddock/base:latest
+}
