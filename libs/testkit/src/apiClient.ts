@@ -36,7 +36,7 @@ export class ApiClient {
     });
     const text = await res.text();
     let parsed: unknown = text;
-    if ((res.headers.get('content-type') ?? '').includes('json') && text) parsed = JSON.parse(text);
+    if ((res.headers.get('content-type') ?? '').startsWith('application/json') && text) parsed = JSON.parse(text);
     return { status: res.status, body: parsed, headers: res.headers };
   }
 

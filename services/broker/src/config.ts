@@ -22,6 +22,8 @@ export interface BrokerConfig extends CommonConfig {
   readonly pidsLimit: number;
   /** Where images/<name>/build.sh are, to build a runtime's image the first time it is asked for. */
   readonly imagesDir: string;
+  /** The address of this host where instances' sshd (:22) is published, and told to the gateway. */
+  readonly sshHost: string;
 }
 
 export function brokerConfig(env: Env): BrokerConfig {
@@ -42,6 +44,7 @@ export function brokerConfig(env: Env): BrokerConfig {
     maxOutputBytes: read.int('PADDOCK_MAX_OUTPUT_BYTES', 64 * 1024 * 1024, { min: 1024 }),
     pidsLimit: read.int('PADDOCK_PIDS_LIMIT', 512, { min: 16 }),
     imagesDir: read.string('PADDOCK_IMAGES_DIR', CHECKOUT_IMAGES_DIR),
+    sshHost: read.string('PADDOCK_BROKER_SSH_HOST', '127.0.0.1'),
   };
   return Object.freeze(config);
 }

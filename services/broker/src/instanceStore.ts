@@ -13,6 +13,7 @@ export interface InstanceRow {
   deadlineMs: number | null;
   startedAtMs: number | null;
   finishedAtMs: number | null;
+  sshPassword: string | null;
   exit: ExitRecord | null;
 }
 
@@ -27,7 +28,7 @@ export interface ExitRecord {
 const COLUMNS = `execution_id AS "executionId", broker_id AS "brokerId", owner_id AS "ownerId",
   container_id AS "containerId", state, stop_cause AS "stopCause", deadline_ms AS "deadlineMs",
   started_at_ms AS "startedAtMs", finished_at_ms AS "finishedAtMs", exit_cause AS "exitCause",
-  exit_code AS "exitCode", exit_detail AS "exitDetail", artifacts_saved AS "artifactsSaved"`;
+  exit_code AS "exitCode", exit_detail AS "exitDetail", artifacts_saved AS "artifactsSaved", ssh_password AS "sshPassword"`;
 
 interface RawRow extends Omit<InstanceRow, 'exit'> {
   exitCause: string | null;
@@ -72,6 +73,10 @@ export class InstanceStore {
        WHERE execution_id = $1 AND state <> 'ended'`,
       [executionId, containerId, startedAtMs, deadlineMs],
     );
+  }
+
+  async setSshPassword(executionId: string, password: string): Promise<void> {
+    await this.pool.query(`UPDATE broker_instances SET ssh_password = $2 WHERE execution_id = $1`, [executionId, password]);
   }
 
   async containerCreated(executionId: string, containerId: string): Promise<void> {

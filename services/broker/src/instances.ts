@@ -1,13 +1,14 @@
 import type Docker from 'dockerode';
 import type { Container } from 'dockerode';
+import { randomBytes } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import { status as GrpcStatus } from '@grpc/grpc-js';
 import { topics, isNotFound, type Bus } from '@paddock/bus';
-import { ExitCause, OutputChunk, type ExecutionSpec, type InstanceExited, type LaunchReply, type LaunchRequest } from '@paddock/proto';
+import { ExitCause, OutputChunk, OutputStream, type AccessReply, type ExecOutput, type ExecRequest, type ExecutionSpec, type InstanceExited, type LaunchReply, type LaunchRequest } from '@paddock/proto';
 import type { Logger } from '@paddock/telemetry';
 import { saveArtifacts } from './artifacts.js';
 import type { BrokerConfig } from './config.js';
-import { containerSpec, WORKSPACE } from './docker/containerSpec.js';
+import { containerSpec, hasSsh, WORKSPACE } from './docker/containerSpec.js';
 import { DockerDemuxer, timestampedFrame } from './docker/demux.js';
 import { ImageBuilder } from './docker/imageBuilder.js';
 import { labels } from './docker/labels.js';
@@ -118,9 +119,14 @@ export class InstanceManager {
       const imageIsOurs = Boolean(imageInfo.Config?.Labels?.['io.paddock.image']);
       if (!created) await this.removeContainer(`paddock-${executionId}`);
       const deadlineMs = Date.now() + spec.timeoutMs;
-      const archive = await workspaceArchive(spec, imageIsOurs);
+      let sshPassword: string | undefined;
+      if (hasSsh(spec)) {
+        sshPassword = randomBytes(18).toString('base64url');
+        await this.store.setSshPassword(executionId, sshPassword);
+      }
+      const archive = await workspaceArchive(spec, imageIsOurs, sshPassword === undefined ? {} : { sshPassword });
       const container = await this.docker.createContainer(
-        containerSpec({ executionId, ownerId, brokerId: this.config.brokerId, spec, image, pidsLimit: this.config.pidsLimit, deadlineMs }),
+        containerSpec({ executionId, ownerId, brokerId: this.config.brokerId, spec, image, pidsLimit: this.config.pidsLimit, deadlineMs, sshHost: this.config.sshHost }),
       );
       live.container = container;
       const [, , stream] = await Promise.all([
@@ -205,6 +211,80 @@ export class InstanceManager {
       // 304: already stopped; 404: already gone. Both are the end we wanted.
       if (dockerStatus(err) !== 304 && dockerStatus(err) !== 404) this.log.warn({ err, executionId: live.executionId }, 'stop failed');
     }
+  }
+
+  /** The running container of an execution on this broker, or a NOT_FOUND error. */
+  private async runningContainer(executionId: string): Promise<{ container: Container; sshPassword: string | null }> {
+    const row = await this.store.get(executionId);
+    if (!row || row.brokerId !== this.config.brokerId || row.state !== 'running' || !row.containerId) {
+      throw new LaunchError(GrpcStatus.NOT_FOUND, `execution ${executionId} has no running instance on broker ${this.config.brokerId}`);
+    }
+    return { container: this.docker.getContainer(row.containerId), sshPassword: row.sshPassword };
+  }
+
+  async access(executionId: string): Promise<AccessReply> {
+    const { container, sshPassword } = await this.runningContainer(executionId);
+    if (!sshPassword) {
+      throw new LaunchError(GrpcStatus.FAILED_PRECONDITION, 'this instance runs no sshd: only agents and services with a network (bridge) do');
+    }
+    const info = await container.inspect();
+    const port = Number(info.NetworkSettings.Ports?.['22/tcp']?.[0]?.HostPort ?? 0);
+    if (!port) throw new LaunchError(GrpcStatus.FAILED_PRECONDITION, 'the instance has no published SSH port');
+    return { sshHost: this.config.sshHost, sshPort: port, username: 'agent', password: sshPassword };
+  }
+
+  /** Runs a command in the instance as the agent user; yields its output, then one message with its exit code. */
+  async *exec(req: ExecRequest): AsyncGenerator<ExecOutput> {
+    if (req.cmd.length === 0) throw new LaunchError(GrpcStatus.INVALID_ARGUMENT, 'cmd is empty');
+    const { container } = await this.runningContainer(req.executionId);
+    const withStdin = req.stdin.length > 0;
+    const exec = await container.exec({
+      Cmd: req.cmd,
+      User: '1000:1000',
+      WorkingDir: WORKSPACE,
+      Env: ['HOME=/home/agent'],
+      AttachStdin: withStdin,
+      AttachStdout: true,
+      AttachStderr: true,
+      Tty: false,
+    });
+    const stream = (await exec.start({ hijack: withStdin, stdin: withStdin })) as NodeJS.ReadWriteStream;
+    if (withStdin) stream.end(Buffer.from(req.stdin));
+    const queue: ExecOutput[] = [];
+    let wake: (() => void) | undefined;
+    let ended = false;
+    const demux = new DockerDemuxer((s, d) => {
+      queue.push({ stream: s === 2 ? OutputStream.OUTPUT_STREAM_STDERR : OutputStream.OUTPUT_STREAM_STDOUT, data: d, exitCode: undefined });
+      wake?.();
+    });
+    const finish = () => {
+      ended = true;
+      wake?.();
+    };
+    stream.on('data', (d: Buffer) => demux.push(d));
+    stream.on('end', finish);
+    stream.on('close', finish);
+    stream.on('error', finish);
+    for (;;) {
+      const next = queue.shift();
+      if (next) {
+        yield next;
+        continue;
+      }
+      if (ended) break;
+      await new Promise<void>((resolve) => (wake = resolve));
+      wake = undefined;
+    }
+    // The stream can end a moment before Docker records the exit code.
+    for (let i = 0; i < 50; i++) {
+      const info = await exec.inspect();
+      if (!info.Running && info.ExitCode !== null) {
+        yield { stream: OutputStream.OUTPUT_STREAM_UNSPECIFIED, data: Buffer.alloc(0), exitCode: info.ExitCode };
+        return;
+      }
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    throw new Error('the command ended but Docker reports no exit code');
   }
 
   /** SIGTERM, the grace period, SIGKILL. False when this broker holds no such execution. */

@@ -1,5 +1,5 @@
-import { Metadata, Server, ServerCredentials, status, type ServerUnaryCall, type sendUnaryData } from '@grpc/grpc-js';
-import { BrokerService, type BrokerServer } from '@paddock/proto';
+import { Metadata, Server, ServerCredentials, status, type ServerUnaryCall, type ServerWritableStream, type sendUnaryData } from '@grpc/grpc-js';
+import { BrokerService, type BrokerServer, type ExecOutput, type ExecRequest } from '@paddock/proto';
 import { extractContext, withSpan, type Carrier, type Logger } from '@paddock/telemetry';
 import { LaunchError, type InstanceManager } from './instances.js';
 
@@ -41,6 +41,24 @@ export async function startGrpcServer(
   const impl: BrokerServer = {
     launch: unary('Launch', opts.log, (req) => instances.launch(req)),
     cancel: unary('Cancel', opts.log, async (req) => ({ found: await instances.cancel(req.executionId, req.graceMs) })),
+    access: unary('Access', opts.log, (req) => instances.access(req.executionId)),
+    exec: (call: ServerWritableStream<ExecRequest, ExecOutput>) => {
+      const parent = extractContext(metadataCarrier(call.metadata));
+      const executionId = call.request.executionId;
+      withSpan('broker.Exec', { 'paddock.execution_id': executionId }, async () => {
+        for await (const out of instances.exec(call.request)) {
+          if (call.cancelled) return;
+          if (!call.write(out)) await new Promise((resolve) => call.once('drain', resolve));
+        }
+      }, parent).then(
+        () => call.end(),
+        (err: unknown) => {
+          if (err instanceof LaunchError) return call.destroy(Object.assign(new Error(err.details), { code: err.code, details: err.details }));
+          opts.log.error({ err, executionId }, 'Exec failed');
+          call.destroy(Object.assign(new Error((err as Error).message), { code: status.INTERNAL, details: (err as Error).message }));
+        },
+      );
+    },
   };
   server.addService(BrokerService, impl);
   const port = await new Promise<number>((resolve, reject) =>

@@ -1,5 +1,6 @@
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import swagger from '@fastify/swagger';
+import websocket from '@fastify/websocket';
 import type { Logger } from '@paddock/telemetry';
 import type { Bus } from '@paddock/bus';
 import { installAuth } from './auth.js';
@@ -10,6 +11,9 @@ import type { ExecutionService } from './executions/executionService.js';
 import type { ExecutionStore } from './executions/executionStore.js';
 import { executionRoutes } from './executions/routes.js';
 import { healthRoutes, type HealthWatch } from './health.js';
+import type { BrokerDirectory } from './instances/brokers.js';
+import { instanceRoutes } from './instances/routes.js';
+import type { TicketStore } from './instances/ticketStore.js';
 import { secretRoutes } from './secrets/routes.js';
 import type { SecretStore } from './secrets/secretStore.js';
 import { userRoutes } from './users/routes.js';
@@ -22,6 +26,8 @@ export interface AppOptions {
   executions: ExecutionService;
   store: ExecutionStore;
   secrets: SecretStore;
+  brokers: BrokerDirectory;
+  tickets: TicketStore;
   bus: Bus;
   health: HealthWatch;
 }
@@ -44,6 +50,7 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
       security: [{ bearer: [] }],
     },
   });
+  await app.register(websocket, { options: { maxPayload: 1024 * 1024 } });
   installErrorHandler(app);
   installAuth(app, opts.users);
   app.addHook('onResponse', async (req, reply) => {
@@ -56,5 +63,6 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
   const routeOpts = { executions: opts.executions, store: opts.store, bus: opts.bus, artifactsDir: opts.config.artifactsDir };
   await app.register(executionRoutes, routeOpts);
   await app.register(compatRoutes, routeOpts);
+  await app.register(instanceRoutes, { executions: opts.executions, brokers: opts.brokers, tickets: opts.tickets, users: opts.users, log: opts.log });
   return app;
 }

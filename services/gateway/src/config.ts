@@ -11,6 +11,8 @@ export interface GatewayConfig extends CommonConfig {
   readonly bodyLimitBytes: number;
   /** The key that seals users' secrets (base64, 32 bytes); created at the first start. */
   readonly secretKeyFile: string;
+  /** How long a terminal ticket can be used (once). */
+  readonly terminalTicketTtlMs: number;
   /** Applied to a request that names none. */
   readonly defaults: {
     readonly image: string;
@@ -40,6 +42,7 @@ export function gatewayConfig(env: Env): GatewayConfig {
     artifactsDir: read.string('PADDOCK_ARTIFACTS_DIR', artifactsDir(common.home)),
     bodyLimitBytes: read.int('PADDOCK_BODY_LIMIT_BYTES', 10 * 1024 * 1024, { min: 1024 }),
     secretKeyFile: read.string('PADDOCK_SECRET_KEY_FILE', join(common.home, 'secret-key')),
+    terminalTicketTtlMs: read.int('PADDOCK_TERMINAL_TICKET_TTL_MS', 60_000, { min: 1000, max: 3_600_000 }),
     defaults: Object.freeze({
       image: read.string('PADDOCK_DEFAULT_IMAGE', 'paddock/base:latest'),
       runtime: defaultRuntime,

@@ -9,6 +9,8 @@ import { ExecutionService } from './executions/executionService.js';
 import { ExecutionStore } from './executions/executionStore.js';
 import { projectStates } from './executions/projection.js';
 import { HealthWatch } from './health.js';
+import { BrokerDirectory } from './instances/brokers.js';
+import { TicketStore } from './instances/ticketStore.js';
 import { SecretBox } from './secrets/secretBox.js';
 import { SecretStore } from './secrets/secretStore.js';
 import { ensureAdmin } from './users/adminToken.js';
@@ -34,10 +36,13 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
   const executions = new ExecutionService(store, secrets, bus, config, log);
   const health = new HealthWatch(pool, bus);
   health.start();
+  const brokers = new BrokerDirectory(bus);
+  brokers.start();
+  const tickets = new TicketStore(pool, config.terminalTicketTtlMs);
   const subs: Subscription[] = [await projectStates(bus, store)];
   const relay = setInterval(() => void executions.relayOutbox().catch((err: unknown) => log.warn({ err }, 'outbox relay failed')), 2000);
 
-  const app = await buildApp({ config, log, users, executions, store, secrets, bus, health });
+  const app = await buildApp({ config, log, users, executions, store, secrets, brokers, tickets, bus, health });
   const url = await app.listen({ host: config.host, port: config.port });
   log.info({ url }, 'gateway ready');
 
@@ -50,6 +55,7 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
         clearInterval(relay);
         await app.close();
         await health.stop();
+        await brokers.stop();
         await Promise.all(subs.map((s) => s.stop()));
         await bus.drain();
         await pool.end().catch(() => {});

@@ -12,6 +12,8 @@ import { ExecutionStore } from '../src/executions/executionStore.js';
 import { projectStates } from '../src/executions/projection.js';
 import { HealthWatch } from '../src/health.js';
 import { SecretBox } from '../src/secrets/secretBox.js';
+import { BrokerDirectory } from '../src/instances/brokers.js';
+import { TicketStore } from '../src/instances/ticketStore.js';
 import { SecretStore } from '../src/secrets/secretStore.js';
 import { UserStore, type User } from '../src/users/userStore.js';
 import { startTestStack, type TestStack } from './testStack.js';
@@ -39,7 +41,17 @@ before(async () => {
   const store = new ExecutionStore(stack.pool);
   const secrets = new SecretStore(stack.pool, SecretBox.withKey(randomBytes(32)));
   const executions = new ExecutionService(store, secrets, bus, config, stack.log);
-  deps = { log: stack.log, users, executions, store, secrets, bus, health: new HealthWatch(stack.pool, bus) };
+  deps = {
+    log: stack.log,
+    users,
+    executions,
+    store,
+    secrets,
+    brokers: new BrokerDirectory(bus),
+    tickets: new TicketStore(stack.pool),
+    bus,
+    health: new HealthWatch(stack.pool, bus),
+  };
   projection = await projectStates(bus, store);
   app = await buildApp({ config, ...deps });
 });

@@ -14,7 +14,18 @@ export const AGENT = Object.freeze({
   workflow: '/opt/paddock/run/workflow.sh',
   prompt: '/opt/paddock/run/prompt',
   repoToken: '/opt/paddock/run/secrets/repo-token',
+  sshPassword: '/opt/paddock/run/secrets/ssh-password',
 });
+
+/** Agents and services run under the base image's entrypoint: tmux session `agent`, sshd, the workflow. */
+export function runsUnderEntrypoint(spec: ExecutionSpec): boolean {
+  return spec.kind === ExecutionKind.EXECUTION_KIND_AGENT || spec.service;
+}
+
+/** sshd can be reached only from a container with a network (its :22 is published on the host). */
+export function hasSsh(spec: ExecutionSpec): boolean {
+  return runsUnderEntrypoint(spec) && spec.network === NetworkMode.NETWORK_MODE_BRIDGE;
+}
 
 /**
  * An agent container starts as root only to start sshd and hand the workspace to the agent user; the
@@ -31,16 +42,17 @@ export interface ContainerSpecInput {
   readonly image: string;
   readonly pidsLimit: number;
   readonly deadlineMs: number;
+  /** The host address :22 is published on, for instances with sshd (default 127.0.0.1). */
+  readonly sshHost?: string;
 }
 
 function command(spec: ExecutionSpec): string[] {
+  if (runsUnderEntrypoint(spec)) return [AGENT.entrypoint];
   switch (spec.kind) {
     case ExecutionKind.EXECUTION_KIND_SHELL:
       return ['/bin/sh', '-c', spec.command];
     case ExecutionKind.EXECUTION_KIND_PYTHON:
       return ['python3', '-u', SCRIPT_PATH];
-    case ExecutionKind.EXECUTION_KIND_AGENT:
-      return [AGENT.entrypoint];
     default:
       throw new Error(`unsupported execution kind ${spec.kind}`);
   }
@@ -58,12 +70,14 @@ export function containerSpec(input: ContainerSpecInput): ContainerCreateOptions
   if (spec.kind === ExecutionKind.EXECUTION_KIND_AGENT && (!agent || !findRuntime(agent.runtime))) {
     throw new Error(`unknown agent runtime "${agent?.runtime ?? ''}"`);
   }
+  const entrypoint = runsUnderEntrypoint(spec);
+  const ssh = hasSsh(spec);
   return {
     name: `paddock-${input.executionId}`,
     Image: input.image,
     Cmd: command(spec),
     Entrypoint: [],
-    User: agent ? '0:0' : JOB_USER,
+    User: entrypoint ? '0:0' : JOB_USER,
     WorkingDir: WORKSPACE,
     Env: [
       'HOME=/home/agent',
@@ -71,11 +85,10 @@ export function containerSpec(input: ContainerSpecInput): ContainerCreateOptions
       // Docker's init (tini) then signals the job's whole process group, not just its first process.
       'TINI_KILL_PROCESS_GROUP=1',
       `PADDOCK_EXECUTION_ID=${input.executionId}`,
+      ...(entrypoint ? ['TERM=xterm-256color', `PADDOCK_WORKFLOW=${AGENT.workflow}`, ...(spec.service ? ['PADDOCK_IDLE=1'] : [])] : []),
       ...(agent
         ? [
-            'TERM=xterm-256color',
             `PADDOCK_RUNTIME=${agent.runtime}`,
-            `PADDOCK_WORKFLOW=${AGENT.workflow}`,
             `PADDOCK_PROMPT_FILE=${AGENT.prompt}`,
             ...(agent.repoUrl ? [`PADDOCK_REPO_URL=${agent.repoUrl}`] : []),
             ...(agent.repoBranch ? [`PADDOCK_REPO_BRANCH=${agent.repoBranch}`] : []),
@@ -90,6 +103,7 @@ export function containerSpec(input: ContainerSpecInput): ContainerCreateOptions
       [labels.brokerId]: input.brokerId,
       [labels.deadlineMs]: String(input.deadlineMs),
     },
+    ...(ssh ? { ExposedPorts: { '22/tcp': {} } } : {}),
     AttachStdout: true,
     AttachStderr: true,
     AttachStdin: false,
@@ -99,8 +113,9 @@ export function containerSpec(input: ContainerSpecInput): ContainerCreateOptions
       Init: true,
       NetworkMode: bridge ? 'bridge' : 'none',
       ...(bridge ? { ExtraHosts: ['host.docker.internal:host-gateway'] } : {}),
+      ...(ssh ? { PortBindings: { '22/tcp': [{ HostIp: input.sshHost ?? '127.0.0.1', HostPort: '' }] } } : {}),
       CapDrop: ['ALL'],
-      ...(agent ? { CapAdd: AGENT_CAPABILITIES } : {}),
+      ...(entrypoint ? { CapAdd: AGENT_CAPABILITIES } : {}),
       SecurityOpt: ['no-new-privileges'],
       NanoCpus: spec.cpuMillis * 1_000_000,
       Memory: spec.memoryBytes,

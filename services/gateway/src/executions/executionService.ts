@@ -28,6 +28,7 @@ export interface ExecutionView {
   resources: { cpus: number; memoryMb: number };
   timeoutS: number;
   network: 'none' | 'bridge';
+  service: boolean;
   createdAt: string;
   startedAt: string | null;
   finishedAt: string | null;
@@ -54,6 +55,7 @@ export function view(row: ExecutionRow): ExecutionView {
     resources: r.resources,
     timeoutS: r.timeoutS,
     network: r.network,
+    service: r.service ?? false,
     createdAt: row.createdAt.toISOString(),
     startedAt: row.startedAt?.toISOString() ?? null,
     finishedAt: row.finishedAt?.toISOString() ?? null,

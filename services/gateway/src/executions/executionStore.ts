@@ -21,6 +21,8 @@ export interface ExecutionRow {
   createdAt: Date;
   startedAt: Date | null;
   finishedAt: Date | null;
+  /** The broker that runs it, once placed. */
+  brokerId: string | null;
 }
 
 export interface StateUpdate {
@@ -30,10 +32,11 @@ export interface StateUpdate {
   error: string | null;
   startedAtMs: number;
   finishedAtMs: number;
+  brokerId: string;
 }
 
 const COLUMNS = `id, owner_id AS "ownerId", request, state, version, exit_code AS "exitCode", error,
-  created_at AS "createdAt", started_at AS "startedAt", finished_at AS "finishedAt"`;
+  created_at AS "createdAt", started_at AS "startedAt", finished_at AS "finishedAt", broker_id AS "brokerId"`;
 
 export const FINAL_STATES: readonly ApiState[] = ['completed', 'failed', 'cancelled'];
 
@@ -93,9 +96,10 @@ export class ExecutionStore {
     const r = await this.pool.query(
       `UPDATE executions SET state = $2, version = $3, exit_code = COALESCE($4, exit_code), error = COALESCE($5, error),
          started_at = COALESCE(started_at, to_timestamp($6::float / 1000)),
-         finished_at = COALESCE(finished_at, to_timestamp($7::float / 1000))
+         finished_at = COALESCE(finished_at, to_timestamp($7::float / 1000)),
+         broker_id = COALESCE($8, broker_id)
        WHERE id = $1 AND version < $3`,
-      [id, u.state, u.version, u.exitCode, u.error, u.startedAtMs || null, u.finishedAtMs || null],
+      [id, u.state, u.version, u.exitCode, u.error, u.startedAtMs || null, u.finishedAtMs || null, u.brokerId || null],
     );
     return r.rowCount === 1;
   }

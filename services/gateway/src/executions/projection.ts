@@ -24,6 +24,7 @@ export function projectStates(bus: Bus, store: ExecutionStore): Promise<Subscrip
       error: message.reason || null,
       startedAtMs: message.startedAtMs,
       finishedAtMs: message.finishedAtMs,
+      brokerId: message.brokerId,
     });
   });
 }

@@ -18,6 +18,7 @@ export interface NormalizedRequest {
   resources: { cpus: number; memoryMb: number };
   timeoutS: number;
   network: 'none' | 'bridge';
+  service: boolean;
 }
 
 const MAX_PATH = 4096;
@@ -55,7 +56,8 @@ export function normalizeRequest(body: ExecutionRequest, config: GatewayConfig):
   Object.keys(files).forEach(checkPath);
   const cpus = body.resources?.cpus ?? config.defaults.cpus;
   const memoryMb = body.resources?.memoryMb ?? config.defaults.memoryMb;
-  const timeoutS = body.timeoutS ?? config.defaults.timeoutS;
+  // A service lives until it is stopped: only the maximum bounds it, unless it asks for less.
+  const timeoutS = body.timeoutS ?? (body.service ? config.limits.maxTimeoutS : config.defaults.timeoutS);
   // Docker counts CPUs in billionths but takes no less than 0.01; a zero share would mean no limit at all.
   if (cpus < 0.01) throw new ValidationError('resources.cpus must be at least 0.01');
   if (cpus > config.limits.maxCpus) throw new ValidationError(`resources.cpus may be at most ${config.limits.maxCpus}`);
@@ -75,6 +77,7 @@ export function normalizeRequest(body: ExecutionRequest, config: GatewayConfig):
     timeoutS,
     // An agent talks to its LLM provider: it gets a network unless the request says otherwise.
     network: body.network ?? (body.kind === 'agent' ? 'bridge' : 'none'),
+    service: body.service ?? false,
   };
 }
 
@@ -98,6 +101,7 @@ export function toSpec(r: NormalizedRequest, secretEnv: Record<string, string> =
     timeoutMs: r.timeoutS * 1000,
     network: r.network === 'bridge' ? NetworkMode.NETWORK_MODE_BRIDGE : NetworkMode.NETWORK_MODE_NONE,
     pidsLimit: 0,
+    service: r.service,
     agent:
       r.kind === 'agent'
         ? { runtime: r.runtime ?? '', prompt: r.prompt ?? '', repoUrl: r.repo?.url ?? '', repoBranch: r.repo?.branch ?? '', repoToken: r.repo?.token ?? '' }

@@ -19,6 +19,7 @@ export interface ExecutionRequest {
   runtime?: string;
   prompt?: string;
   repo?: RepoRequest;
+  service?: boolean;
   files?: Record<string, string>;
   env?: Record<string, string>;
   image?: string;
@@ -75,6 +76,10 @@ export const executionRequestSchema = {
     },
     timeoutS: { type: 'integer', minimum: 1 },
     network: { type: 'string', enum: ['none', 'bridge'] },
+    service: {
+      type: 'boolean',
+      description: 'keep the instance up after its work (tmux session `agent`, SSH, terminal) until it is cancelled; without timeoutS it has none but the maximum',
+    },
   },
 } as const;
 
@@ -109,6 +114,7 @@ export const executionView = {
     },
     timeoutS: { type: 'integer' },
     network: { type: 'string', enum: ['none', 'bridge'] },
+    service: { type: 'boolean' },
     createdAt: { type: 'string' },
     startedAt: nullableString,
     finishedAt: nullableString,

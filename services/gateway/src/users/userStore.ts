@@ -29,6 +29,11 @@ export class UserStore {
     return { user: r.rows[0]!, token };
   }
 
+  async byId(id: string): Promise<User | null> {
+    const r = await this.pool.query<User>(`SELECT id, name, is_admin AS "isAdmin", created_at AS "createdAt" FROM users WHERE id = $1`, [id]);
+    return r.rows[0] ?? null;
+  }
+
   /** Who holds this token; answers from a short cache, since every request asks. */
   async byToken(token: string): Promise<User | null> {
     const hash = hashToken(token);

@@ -55,7 +55,11 @@ export interface ExecutionSpec {
   network: NetworkMode;
   pidsLimit: number;
   /** Set for EXECUTION_KIND_AGENT only. */
-  agent: AgentSpec | undefined;
+  agent:
+    | AgentSpec
+    | undefined;
+  /** Runs under the entrypoint (tmux session `agent`, sshd) and stays up after its work until cancelled. */
+  service: boolean;
 }
 
 export interface ExecutionSpec_FilesEntry {
@@ -125,6 +129,7 @@ function createBaseExecutionSpec(): ExecutionSpec {
     network: 0,
     pidsLimit: 0,
     agent: undefined,
+    service: false,
   };
 }
 
@@ -165,6 +170,9 @@ export const ExecutionSpec: MessageFns<ExecutionSpec> = {
     }
     if (message.agent !== undefined) {
       AgentSpec.encode(message.agent, writer.uint32(98).fork()).join();
+    }
+    if (message.service !== false) {
+      writer.uint32(104).bool(message.service);
     }
     return writer;
   },
@@ -284,6 +292,14 @@ export const ExecutionSpec: MessageFns<ExecutionSpec> = {
             message.agent = AgentSpec.decode(reader, reader.uint32());
             continue;
           }
+          case 13: {
+            if (tag !== 104) {
+              break;
+            }
+
+            message.service = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -331,6 +347,7 @@ export const ExecutionSpec: MessageFns<ExecutionSpec> = {
     message.agent = (object.agent !== undefined && object.agent !== null)
       ? AgentSpec.fromPartial(object.agent)
       : undefined;
+    message.service = object.service ?? false;
     return message;
   },
 };

@@ -11,7 +11,9 @@ import {
   type ChannelCredentials,
   Client,
   type ClientOptions,
+  type ClientReadableStream,
   type ClientUnaryCall,
+  type handleServerStreamingCall,
   type handleUnaryCall,
   makeGenericClientConstructor,
   type Metadata,
@@ -103,6 +105,32 @@ export interface CancelRequest {
 export interface CancelReply {
   /** False when the broker holds no instance of that execution (already ended, or never launched here). */
   found: boolean;
+}
+
+export interface AccessRequest {
+  executionId: string;
+}
+
+/** How to reach a running instance's sshd: the broker publishes :22 on its host's loopback. */
+export interface AccessReply {
+  sshHost: string;
+  sshPort: number;
+  username: string;
+  /** Generated for this execution; dies with its container. */
+  password: string;
+}
+
+export interface ExecRequest {
+  executionId: string;
+  cmd: string[];
+  stdin: Buffer;
+}
+
+/** A command's output as it comes; the last message carries its exit code. */
+export interface ExecOutput {
+  stream: OutputStream;
+  data: Buffer;
+  exitCode?: number | undefined;
 }
 
 /** paddock.v1.service.<service>.heartbeat (core NATS, every second): a service process that is up and ready. */
@@ -827,6 +855,310 @@ export const CancelReply: MessageFns<CancelReply> = {
   },
 };
 
+function createBaseAccessRequest(): AccessRequest {
+  return { executionId: "" };
+}
+
+export const AccessRequest: MessageFns<AccessRequest> = {
+  encode(message: AccessRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.executionId !== "") {
+      writer.uint32(10).string(message.executionId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): AccessRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseAccessRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.executionId = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create<I extends Exact<DeepPartial<AccessRequest>, I>>(base?: I): AccessRequest {
+    return AccessRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<AccessRequest>, I>>(object: I): AccessRequest {
+    const message = createBaseAccessRequest();
+    message.executionId = object.executionId ?? "";
+    return message;
+  },
+};
+
+function createBaseAccessReply(): AccessReply {
+  return { sshHost: "", sshPort: 0, username: "", password: "" };
+}
+
+export const AccessReply: MessageFns<AccessReply> = {
+  encode(message: AccessReply, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.sshHost !== "") {
+      writer.uint32(10).string(message.sshHost);
+    }
+    if (message.sshPort !== 0) {
+      writer.uint32(16).uint32(message.sshPort);
+    }
+    if (message.username !== "") {
+      writer.uint32(26).string(message.username);
+    }
+    if (message.password !== "") {
+      writer.uint32(34).string(message.password);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): AccessReply {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseAccessReply();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.sshHost = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.sshPort = reader.uint32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.username = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.password = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create<I extends Exact<DeepPartial<AccessReply>, I>>(base?: I): AccessReply {
+    return AccessReply.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<AccessReply>, I>>(object: I): AccessReply {
+    const message = createBaseAccessReply();
+    message.sshHost = object.sshHost ?? "";
+    message.sshPort = object.sshPort ?? 0;
+    message.username = object.username ?? "";
+    message.password = object.password ?? "";
+    return message;
+  },
+};
+
+function createBaseExecRequest(): ExecRequest {
+  return { executionId: "", cmd: [], stdin: Buffer.alloc(0) };
+}
+
+export const ExecRequest: MessageFns<ExecRequest> = {
+  encode(message: ExecRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.executionId !== "") {
+      writer.uint32(10).string(message.executionId);
+    }
+    for (const v of message.cmd) {
+      writer.uint32(18).string(v!);
+    }
+    if (message.stdin.length !== 0) {
+      writer.uint32(26).bytes(message.stdin);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ExecRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseExecRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.executionId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.cmd.push(reader.string());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.stdin = Buffer.from(reader.bytes());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create<I extends Exact<DeepPartial<ExecRequest>, I>>(base?: I): ExecRequest {
+    return ExecRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ExecRequest>, I>>(object: I): ExecRequest {
+    const message = createBaseExecRequest();
+    message.executionId = object.executionId ?? "";
+    message.cmd = object.cmd?.map((e) => e) || [];
+    message.stdin = object.stdin ?? Buffer.alloc(0);
+    return message;
+  },
+};
+
+function createBaseExecOutput(): ExecOutput {
+  return { stream: 0, data: Buffer.alloc(0), exitCode: undefined };
+}
+
+export const ExecOutput: MessageFns<ExecOutput> = {
+  encode(message: ExecOutput, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.stream !== 0) {
+      writer.uint32(8).int32(message.stream);
+    }
+    if (message.data.length !== 0) {
+      writer.uint32(18).bytes(message.data);
+    }
+    if (message.exitCode !== undefined) {
+      writer.uint32(24).int32(message.exitCode);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ExecOutput {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseExecOutput();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.stream = reader.int32() as any;
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.data = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.exitCode = reader.int32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create<I extends Exact<DeepPartial<ExecOutput>, I>>(base?: I): ExecOutput {
+    return ExecOutput.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ExecOutput>, I>>(object: I): ExecOutput {
+    const message = createBaseExecOutput();
+    message.stream = object.stream ?? 0;
+    message.data = object.data ?? Buffer.alloc(0);
+    message.exitCode = object.exitCode ?? undefined;
+    return message;
+  },
+};
+
 function createBaseServiceHeartbeat(): ServiceHeartbeat {
   return { service: "", instanceId: "", atMs: 0 };
 }
@@ -906,7 +1238,10 @@ export const ServiceHeartbeat: MessageFns<ServiceHeartbeat> = {
   },
 };
 
-/** The broker's API to the scheduler: idempotent by execution id. */
+/**
+ * The broker's API to the scheduler (Launch, Cancel: idempotent by execution id) and to the gateway
+ * (Access, Exec: only for an instance that runs on this broker).
+ */
 export type BrokerService = typeof BrokerService;
 export const BrokerService = {
   /** Provisions a fresh container and starts the job; answers once it runs. The end arrives as InstanceExited. */
@@ -929,6 +1264,29 @@ export const BrokerService = {
     responseSerialize: (value: CancelReply): Buffer => Buffer.from(CancelReply.encode(value).finish()),
     responseDeserialize: (value: Buffer): CancelReply => CancelReply.decode(value),
   },
+  /**
+   * The SSH details of a running instance; NOT_FOUND when it does not run here, FAILED_PRECONDITION when
+   * it has no sshd (a shell or Python job that is not a service).
+   */
+  access: {
+    path: "/paddock.v1.Broker/Access" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: AccessRequest): Buffer => Buffer.from(AccessRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): AccessRequest => AccessRequest.decode(value),
+    responseSerialize: (value: AccessReply): Buffer => Buffer.from(AccessReply.encode(value).finish()),
+    responseDeserialize: (value: Buffer): AccessReply => AccessReply.decode(value),
+  },
+  /** Runs a command in a running instance as the agent user, in /workspace. */
+  exec: {
+    path: "/paddock.v1.Broker/Exec" as const,
+    requestStream: false as const,
+    responseStream: true as const,
+    requestSerialize: (value: ExecRequest): Buffer => Buffer.from(ExecRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ExecRequest => ExecRequest.decode(value),
+    responseSerialize: (value: ExecOutput): Buffer => Buffer.from(ExecOutput.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ExecOutput => ExecOutput.decode(value),
+  },
 } as const;
 
 export interface BrokerServer extends UntypedServiceImplementation {
@@ -936,6 +1294,13 @@ export interface BrokerServer extends UntypedServiceImplementation {
   launch: handleUnaryCall<LaunchRequest, LaunchReply>;
   /** SIGTERM, the grace period, then SIGKILL. */
   cancel: handleUnaryCall<CancelRequest, CancelReply>;
+  /**
+   * The SSH details of a running instance; NOT_FOUND when it does not run here, FAILED_PRECONDITION when
+   * it has no sshd (a shell or Python job that is not a service).
+   */
+  access: handleUnaryCall<AccessRequest, AccessReply>;
+  /** Runs a command in a running instance as the agent user, in /workspace. */
+  exec: handleServerStreamingCall<ExecRequest, ExecOutput>;
 }
 
 export interface BrokerClient extends Client {
@@ -971,6 +1336,28 @@ export interface BrokerClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: CancelReply) => void,
   ): ClientUnaryCall;
+  /**
+   * The SSH details of a running instance; NOT_FOUND when it does not run here, FAILED_PRECONDITION when
+   * it has no sshd (a shell or Python job that is not a service).
+   */
+  access(
+    request: AccessRequest,
+    callback: (error: ServiceError | null, response: AccessReply) => void,
+  ): ClientUnaryCall;
+  access(
+    request: AccessRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: AccessReply) => void,
+  ): ClientUnaryCall;
+  access(
+    request: AccessRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: AccessReply) => void,
+  ): ClientUnaryCall;
+  /** Runs a command in a running instance as the agent user, in /workspace. */
+  exec(request: ExecRequest, options?: Partial<CallOptions>): ClientReadableStream<ExecOutput>;
+  exec(request: ExecRequest, metadata?: Metadata, options?: Partial<CallOptions>): ClientReadableStream<ExecOutput>;
 }
 
 export const BrokerClient = makeGenericClientConstructor(BrokerService, "paddock.v1.Broker") as unknown as {

@@ -1,0 +1,82 @@
+import { credentials, Metadata, status, type ClientReadableStream, type ServiceError } from '@grpc/grpc-js';
+import { topics, type Bus, type Subscription } from '@paddock/bus';
+import { PaddockError, UnavailableError } from '@paddock/errors';
+import { BrokerClient, type AccessReply, type ExecOutput, type ExecRequest } from '@paddock/proto';
+
+const STALE_MS = 10_000;
+
+/** The instance is not running (any more), or runs nothing to connect to. */
+export class InstanceUnavailableError extends PaddockError {
+  constructor(message: string) {
+    super('instance_unavailable', 409, message);
+  }
+}
+
+/**
+ * The brokers, found by their heartbeats, and a gRPC client to each: how the gateway reaches a running
+ * instance (its SSH details, a command run in it).
+ */
+export class BrokerDirectory {
+  readonly #addresses = new Map<string, { address: string; seenMs: number }>();
+  readonly #clients = new Map<string, { address: string; client: BrokerClient }>();
+  #subscription: Subscription | undefined;
+
+  constructor(private readonly bus: Bus) {}
+
+  start(): void {
+    this.#subscription = this.bus.subscribe(topics.brokerHeartbeat, '*', ({ message }) => {
+      this.#addresses.set(message.brokerId, { address: message.grpcAddress, seenMs: Date.now() });
+    });
+  }
+
+  async stop(): Promise<void> {
+    await this.#subscription?.stop();
+    for (const { client } of this.#clients.values()) client.close();
+    this.#clients.clear();
+  }
+
+  async access(brokerId: string, executionId: string): Promise<AccessReply> {
+    const client = await this.#client(brokerId);
+    return new Promise((resolve, reject) =>
+      client.access({ executionId }, new Metadata(), { deadline: Date.now() + 10_000 }, (err, reply) => (err ? reject(translate(err)) : resolve(reply))),
+    );
+  }
+
+  /** The command's output as it comes; the last message carries the exit code. */
+  async *exec(brokerId: string, req: ExecRequest, signal: AbortSignal): AsyncGenerator<ExecOutput> {
+    const client = await this.#client(brokerId);
+    const call: ClientReadableStream<ExecOutput> = client.exec(req);
+    const abort = () => call.cancel();
+    signal.addEventListener('abort', abort, { once: true });
+    try {
+      for await (const out of call) yield out as ExecOutput;
+    } catch (err) {
+      if (signal.aborted) return;
+      throw translate(err as ServiceError);
+    } finally {
+      signal.removeEventListener('abort', abort);
+    }
+  }
+
+  async #client(brokerId: string): Promise<BrokerClient> {
+    let seen = this.#addresses.get(brokerId);
+    // Just started: heartbeats come every second.
+    for (let i = 0; !seen && i < 15; i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      seen = this.#addresses.get(brokerId);
+    }
+    if (!seen || Date.now() - seen.seenMs > STALE_MS) throw new UnavailableError(`broker ${brokerId} is not answering`);
+    const cached = this.#clients.get(brokerId);
+    if (cached && cached.address === seen.address) return cached.client;
+    cached?.client.close();
+    const client = new BrokerClient(seen.address, credentials.createInsecure());
+    this.#clients.set(brokerId, { address: seen.address, client });
+    return client;
+  }
+}
+
+function translate(err: ServiceError): Error {
+  if (err.code === status.NOT_FOUND || err.code === status.FAILED_PRECONDITION) return new InstanceUnavailableError(err.details);
+  if (err.code === status.INVALID_ARGUMENT) return new PaddockError('invalid_request', 400, err.details);
+  return new UnavailableError(`the broker did not answer: ${err.details || err.message}`);
+}
