@@ -1,3 +1,3 @@
 export { createPool, type Pool } from './pool.js';
-export { migrate } from './migrate.js';
+export { migrate, MigrationChangedError } from './migrate.js';
 export { startEmbeddedPostgres, type EmbeddedDatabase } from './embedded.js';

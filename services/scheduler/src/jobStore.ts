@@ -114,13 +114,21 @@ export class JobStore {
     const client = await this.pool.connect();
     try {
       await client.query('BEGIN');
-      const queued = (
-        await client.query<Raw>(
-          `SELECT ${COLUMNS} FROM scheduler_jobs WHERE state = 'queued' ORDER BY requested_at_ms, execution_id
-           LIMIT $1 FOR UPDATE SKIP LOCKED`,
-          [Math.max(slots * 4, 64)],
-        )
-      ).rows.map(toJob);
+      // Claims are serialised: a count of an owner's running jobs is only true while no other claim runs.
+      await client.query(`SELECT pg_advisory_xact_lock(hashtext('paddock-scheduler-claim'))`);
+      // Owners under their limit first, so a long queue of one owner at its limit holds nobody else back;
+      // the others too, as the ones to report over the limit.
+      const underLimit = `(SELECT count(*) FROM scheduler_jobs r WHERE r.owner_id = j.owner_id AND r.state IN ('provisioning', 'executing')) < $2`;
+      const pick = (condition: string) =>
+        client.query<Raw>(
+          `SELECT ${COLUMNS} FROM scheduler_jobs j WHERE state = 'queued' AND ${condition}
+           ORDER BY requested_at_ms, execution_id LIMIT $1 FOR UPDATE SKIP LOCKED`,
+          [Math.max(slots * 4, 64), maxRunningPerOwner],
+        );
+      const [under, over] = await Promise.all([pick(underLimit), pick(`NOT ${underLimit}`)]);
+      const queued = [...under.rows, ...over.rows]
+        .map(toJob)
+        .sort((a, b) => a.requestedAtMs - b.requestedAtMs || a.executionId.localeCompare(b.executionId));
       if (queued.length === 0) {
         await client.query('COMMIT');
         return { claimed: [], overLimit: [] };
