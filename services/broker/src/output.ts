@@ -23,6 +23,8 @@ export class OutputPublisher {
   private failure: Error | null = null;
   lastPublishedAtMs = 0;
 
+  private ended = false;
+
   constructor(
     private readonly bus: Bus,
     private readonly executionId: string,
@@ -49,6 +51,8 @@ export class OutputPublisher {
   }
 
   private enqueue(stream: OutputStream, data: Buffer): void {
+    // After the end mark nothing more belongs to this run's output.
+    if (this.ended) return;
     const last = this.queue[this.queue.length - 1];
     if (last && last.stream === stream && last.bytes + data.length <= MAX_CHUNK_BYTES) {
       last.parts.push(data);
@@ -84,6 +88,7 @@ export class OutputPublisher {
 
   /** Waits for everything written so far, then marks the end of the output. */
   async end(): Promise<void> {
+    this.ended = true;
     while (this.flushing) await this.flushing;
     await this.publish({ stream: OutputStream.OUTPUT_STREAM_SYSTEM, data: Buffer.alloc(0), atMs: Date.now(), eof: true });
     if (this.failure) throw new Error(`output of ${this.executionId} could not be fully published`, { cause: this.failure });

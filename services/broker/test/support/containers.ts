@@ -1,0 +1,28 @@
+import type Docker from 'dockerode';
+import type { ContainerInfo } from 'dockerode';
+import { labels } from '../../src/docker/labels.js';
+
+/** Every container (running or not) labelled with this broker id. */
+export function containersOf(docker: Docker, brokerId: string, executionId?: string): Promise<ContainerInfo[]> {
+  const label = [`${labels.brokerId}=${brokerId}`];
+  if (executionId) label.push(`${labels.executionId}=${executionId}`);
+  return docker.listContainers({ all: true, filters: { label } });
+}
+
+/** Removes what a test left behind; only ever the containers of this test's broker id. */
+export async function removeContainersOf(docker: Docker, brokerId: string): Promise<void> {
+  for (const c of await containersOf(docker, brokerId)) {
+    await docker.getContainer(c.Id).remove({ force: true, v: true }).catch(() => {});
+  }
+}
+
+/** Waits until the container of an execution has stopped running. */
+export async function waitUntilExited(docker: Docker, brokerId: string, executionId: string, timeoutMs = 20_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const [c] = await containersOf(docker, brokerId, executionId);
+    if (c && c.State === 'exited') return;
+    if (Date.now() > deadline) throw new Error(`container of ${executionId} still ${c?.State ?? 'missing'}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
