@@ -16,6 +16,7 @@ import { instanceRoutes } from './instances/routes.js';
 import type { TicketStore } from './instances/ticketStore.js';
 import { secretRoutes } from './secrets/routes.js';
 import type { SecretStore } from './secrets/secretStore.js';
+import { uiRoutes } from './ui/routes.js';
 import { userRoutes } from './users/routes.js';
 import type { UserStore } from './users/userStore.js';
 
@@ -64,5 +65,6 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
   await app.register(executionRoutes, routeOpts);
   await app.register(compatRoutes, routeOpts);
   await app.register(instanceRoutes, { executions: opts.executions, brokers: opts.brokers, tickets: opts.tickets, users: opts.users, log: opts.log });
+  await app.register(uiRoutes);
   return app;
 }

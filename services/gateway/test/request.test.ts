@@ -39,6 +39,7 @@ test('a request that names only what to run gets every default', () => {
     resources: { cpus: 1, memoryMb: 1024 },
     timeoutS: 3600,
     network: 'none',
+    service: false,
   });
 });
 

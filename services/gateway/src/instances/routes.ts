@@ -162,7 +162,7 @@ export const instanceRoutes: FastifyPluginAsync<InstanceRoutesOptions> = async (
         querystring: {
           type: 'object',
           additionalProperties: false,
-          properties: { ticket: { type: 'string', maxLength: 200 }, cols: { type: 'string', pattern: '^[0-9]{1,3}$' }, rows: { type: 'string', pattern: '^[0-9]{1,3}$' } },
+          properties: { ticket: { type: 'string', maxLength: 200 }, cols: { type: 'string', pattern: '^[1-9][0-9]{0,2}$' }, rows: { type: 'string', pattern: '^[1-9][0-9]{0,2}$' } },
         },
       },
       // Authentication and the instance are settled before the upgrade, so a refusal is a plain HTTP answer.

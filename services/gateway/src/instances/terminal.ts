@@ -29,6 +29,8 @@ export function bridgeTerminal(socket: WebSocket, access: AccessReply, opts: { e
   const ssh = new Client();
   let channel: ClientChannel | undefined;
   const pending: Buffer[] = [];
+  // The size asked for before the shell is open is the one it opens with.
+  let size = { cols: opts.cols ?? DEFAULT_SIZE.cols, rows: opts.rows ?? DEFAULT_SIZE.rows };
   let closed = false;
   const close = (code: number, reason: string) => {
     if (closed) return;
@@ -41,7 +43,9 @@ export function bridgeTerminal(socket: WebSocket, access: AccessReply, opts: { e
   socket.on('message', (data: Buffer, isBinary: boolean) => {
     if (!isBinary) {
       const control = parseControl(data.toString('utf8'));
-      if (control && channel) channel.setWindow(control.rows, control.cols, 0, 0);
+      if (!control) return;
+      size = { cols: control.cols, rows: control.rows };
+      channel?.setWindow(size.rows, size.cols, 0, 0);
       return;
     }
     if (channel) channel.write(data);
@@ -51,7 +55,9 @@ export function bridgeTerminal(socket: WebSocket, access: AccessReply, opts: { e
   socket.on('error', () => close(1011, 'socket error'));
 
   ssh.on('ready', () => {
-    const size = { cols: opts.cols ?? DEFAULT_SIZE.cols, rows: opts.rows ?? DEFAULT_SIZE.rows };
+    // Keystrokes are tiny packets that ssh2 writes in pieces: without this, Nagle holds each one back until
+    // sshd's delayed ACK, about 40 ms per key.
+    ssh.setNoDelay(true);
     ssh.shell({ term: 'xterm-256color', cols: size.cols, rows: size.rows }, (err, stream) => {
       if (err) return close(1011, `no shell: ${err.message}`);
       channel = stream;
