@@ -3,17 +3,19 @@ import { PaddockError } from '@paddock/errors';
 import type { Command } from './command.js';
 import { cancel } from './commands/cancel.js';
 import { download } from './commands/download.js';
+import { exec } from './commands/exec.js';
 import { images } from './commands/images.js';
 import { logs } from './commands/logs.js';
 import { ls } from './commands/ls.js';
 import { run } from './commands/run.js';
+import { ssh } from './commands/ssh.js';
 import { status } from './commands/status.js';
 import type { Context } from './context.js';
 import { CommandError, ConnectionError, UsageError } from './errors.js';
 import { postgresServer } from './postgresServer.js';
 import { up } from './up.js';
 
-const COMMANDS: readonly Command[] = [up, run, ls, status, logs, cancel, download, images];
+const COMMANDS: readonly Command[] = [up, run, ls, status, logs, cancel, download, exec, ssh, images];
 const INTERNAL: readonly Command[] = [postgresServer];
 
 /** `paddock ARGS...`: finds the command, runs it, and turns its errors into a message and an exit status. */

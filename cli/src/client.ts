@@ -44,6 +44,17 @@ export class PaddockClient {
     return this.#stream(`${executionPath(id)}/logs${opts.follow ? '?follow=true' : ''}`, opts.signal);
   }
 
+  /** SSH details of a running agent or service. */
+  ssh(id: string): Promise<SshAccess> {
+    return this.#json('GET', `/api/v1/instances/${encodeURIComponent(id)}/ssh`);
+  }
+
+  /** Runs a command in a running instance: NDJSON lines of output, then `{"exitCode": N}`. */
+  exec(id: string, cmd: readonly string[], stdin: string | undefined, signal?: AbortSignal): Promise<IncomingMessage> {
+    const body = JSON.stringify({ cmd, ...(stdin === undefined ? {} : { stdin }) });
+    return this.#stream(`/api/v1/instances/${encodeURIComponent(id)}/exec`, signal, body);
+  }
+
   /** The execution's artifacts as one zip file. */
   artifacts(id: string, signal?: AbortSignal): Promise<IncomingMessage> {
     return this.#stream(`${executionPath(id)}/artifacts.zip`, signal);
@@ -71,11 +82,13 @@ export class PaddockClient {
     }
   }
 
-  #stream(path: string, signal: AbortSignal | undefined): Promise<IncomingMessage> {
+  #stream(path: string, signal: AbortSignal | undefined, body?: string): Promise<IncomingMessage> {
     const url = new URL(this.#baseUrl + path);
     const send = url.protocol === 'https:' ? httpsRequest : httpRequest;
     return new Promise((resolve, reject) => {
-      const req = send(url, { method: 'GET', headers: { authorization: `Bearer ${this.#token}` }, signal });
+      const headers: Record<string, string> = { authorization: `Bearer ${this.#token}` };
+      if (body !== undefined) headers['content-type'] = 'application/json';
+      const req = send(url, { method: body === undefined ? 'GET' : 'POST', headers, signal });
       req.once('error', (err) => reject(signal?.aborted ? err : new ConnectionError(this.#baseUrl, err)));
       req.once('response', (res) => {
         const status = res.statusCode ?? 0;
@@ -88,9 +101,16 @@ export class PaddockClient {
           (err: unknown) => reject(new ConnectionError(this.#baseUrl, err)),
         );
       });
-      req.end();
+      req.end(body);
     });
   }
+}
+
+export interface SshAccess {
+  host: string;
+  port: number;
+  username: string;
+  password: string;
 }
 
 /** The API's `{error: {code, message}}`, or the status line and the start of the body when it is something else. */

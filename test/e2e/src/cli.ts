@@ -23,7 +23,7 @@ export interface RunningCli {
  * The real CLI as a user runs it against `paddock`: only PADDOCK_HOME and PADDOCK_PORT are set, so it
  * finds the API and reads the admin token the way it does by default.
  */
-export function spawnCli(paddock: RunningPaddock, args: readonly string[], opts: { input?: string; cwd?: string } = {}): RunningCli {
+export function spawnCli(paddock: RunningPaddock, args: readonly string[], opts: { input?: string; cwd?: string; keepStdinOpen?: boolean } = {}): RunningCli {
   const env: NodeJS.ProcessEnv = { ...process.env, PADDOCK_HOME: paddock.home, PADDOCK_PORT: new URL(paddock.url).port };
   delete env['PADDOCK_TOKEN'];
   delete env['PADDOCK_URL'];
@@ -33,7 +33,8 @@ export function spawnCli(paddock: RunningPaddock, args: readonly string[], opts:
   child.stdout!.setEncoding('utf8').on('data', (d: string) => (stdout += d));
   child.stderr!.setEncoding('utf8').on('data', (d: string) => (stderr += d));
   child.stdin!.on('error', () => {});
-  child.stdin!.end(opts.input ?? '');
+  if (opts.keepStdinOpen) child.stdin!.write(opts.input ?? '');
+  else child.stdin!.end(opts.input ?? '');
   const done = new Promise<CliResult>((resolve, reject) => {
     child.once('error', reject);
     child.once('close', (code, signal) => resolve({ code, signal, stdout, stderr }));

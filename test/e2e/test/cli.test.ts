@@ -134,3 +134,33 @@ test('Ctrl-C during run cancels the execution and the CLI exits non-zero', async
   assert.equal(final.state, 'cancelled', `the execution ended ${final.state} (${final.error})`);
   assert.deepEqual(await containersOf(id), []);
 });
+
+test('exec runs a command in a running service; ssh joins its tmux session or shows how to', async () => {
+  const { id } = await paddock.admin.submit({ kind: 'shell', command: 'echo up', service: true, network: 'bridge' });
+  await paddock.admin.waitState(id, 'executing');
+  await waitFor('the service to idle', async () => /idling/.test(await paddock.admin.logs(id)));
+  try {
+    const ran = await cli(paddock, ['exec', id, '--', 'sh', '-c', 'echo from-exec; echo oops >&2; exit 5']);
+    assert.equal(ran.code, 5);
+    assert.equal(ran.stdout, 'from-exec\n');
+    assert.equal(ran.stderr, 'oops\n');
+    const piped = await cli(paddock, ['exec', '-i', id, '--', 'wc', '-c'], { input: 'twelve bytes' });
+    assert.equal(piped.code, 0);
+    assert.equal(piped.stdout.trim(), '12');
+
+    const shown = await cli(paddock, ['ssh', id, '--show']);
+    assert.equal(shown.code, 0);
+    assert.match(shown.stdout, /^ssh -p \d+ agent@127\.0\.0\.1\npassword: \S{20,}\n$/);
+
+    // Once tmux has drawn its status line ([agent] …), type a command, then detach (Ctrl-b d): the session ends.
+    const session = spawnCli(paddock, ['ssh', id], { keepStdinOpen: true });
+    await waitFor('tmux to draw', async () => session.stdout().includes('[agent]'), 15_000);
+    session.child.stdin!.write('echo via-ssh-$((2+3))\r');
+    await waitFor('the command to run', async () => session.stdout().includes('via-ssh-5'), 15_000);
+    session.child.stdin!.write('\x02d');
+    const ended = await session.done;
+    assert.equal(ended.code, 0, ended.stderr);
+  } finally {
+    await paddock.admin.request('POST', `/api/v1/executions/${id}/cancel`);
+  }
+});
