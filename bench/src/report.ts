@@ -66,8 +66,8 @@ export function renderMarkdown(report: Report): string {
   lines.push(
     '',
     'ratio = median of the figure / median of its baseline, both from this run. For ms, above 1 means Paddock takes',
-    'longer than raw Docker; for jobs/s, below 1 means Paddock gets through fewer. See bench/README.md for what each',
-    'figure includes.',
+    'longer than raw Docker (or raw SSH); for jobs/s and MB/s, higher is better: below 1 means Paddock gets through',
+    'fewer jobs or bytes. See bench/README.md for what each figure includes and the goals.',
   );
   if (report.failures?.length) {
     lines.push('', `## Failures (${report.failures.length})`, '', ...report.failures.map((f) => `- ${f}`));

@@ -2,7 +2,7 @@ import type Docker from 'dockerode';
 import type { RunningPaddock } from '@paddock/testkit';
 
 /** What a figure is measured in. */
-export type Unit = 'ms' | 'MB' | 'jobs/s';
+export type Unit = 'ms' | 'MB' | 'MB/s' | 'jobs/s';
 
 /** One measured quantity and its samples; a Paddock figure names the raw-Docker figure it is compared with. */
 export interface Figure {
@@ -51,13 +51,24 @@ export interface Section {
   run(ctx: BenchContext): Promise<Figure[]>;
 }
 
+/** How many times `sampled` measures; both default to the run's settings. */
+export interface SampleCount {
+  /** Counted samples (default `ctx.options.samples`). */
+  readonly count?: number;
+  /** Uncounted warm-up runs before them (default 1). */
+  readonly warmups?: number;
+}
+
 /**
- * Runs `measure` once as an uncounted warm-up, then `ctx.options.samples` times, saying on stderr which
- * run it is; `describe` turns a sample into the text shown.
+ * Runs `measure` as an uncounted warm-up (once unless `warmups` says otherwise), then `ctx.options.samples`
+ * times (or `count`), saying on stderr which run it is; `describe` turns a sample into the text shown.
  */
-export async function sampled<T>(ctx: BenchContext, what: string, measure: () => Promise<T>, describe: (sample: T) => string): Promise<T[]> {
-  const n = ctx.options.samples;
-  ctx.progress(`${what} warm-up: ${describe(await measure())} (not counted)`);
+export async function sampled<T>(ctx: BenchContext, what: string, measure: () => Promise<T>, describe: (sample: T) => string, counts: SampleCount = {}): Promise<T[]> {
+  const n = counts.count ?? ctx.options.samples;
+  const warmups = counts.warmups ?? 1;
+  for (let i = 1; i <= warmups; i++) {
+    ctx.progress(`${what} warm-up${warmups > 1 ? ` ${i}/${warmups}` : ''}: ${describe(await measure())} (not counted)`);
+  }
   const samples: T[] = [];
   for (let i = 1; i <= n; i++) {
     const sample = await measure();

@@ -82,6 +82,8 @@ export async function startPaddock(opts: StartPaddockOptions = {}): Promise<Runn
         await exited;
         clearTimeout(timer);
       }
+      // A stopped broker leaves its containers running for the next one to adopt; a test's broker has no next.
+      removeContainersOf(env['PADDOCK_BROKER_ID']!);
       await rm(home, { recursive: true, force: true }).catch(() => {});
     })());
 
@@ -103,4 +105,13 @@ export async function startPaddock(opts: StartPaddockOptions = {}): Promise<Runn
     stop,
     [Symbol.asyncDispose]: stop,
   };
+}
+
+function removeContainersOf(brokerId: string): void {
+  try {
+    const ids = execFileSync('docker', ['ps', '-aq', '--filter', `label=io.paddock.broker-id=${brokerId}`], { encoding: 'utf8' }).split('\n').filter(Boolean);
+    if (ids.length > 0) execFileSync('docker', ['rm', '-f', ...ids], { stdio: 'ignore' });
+  } catch {
+    // Docker is gone too: nothing to clean.
+  }
 }
