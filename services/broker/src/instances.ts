@@ -9,7 +9,7 @@ import type { Logger } from '@paddock/telemetry';
 import { saveArtifacts } from './artifacts.js';
 import type { BrokerConfig } from './config.js';
 import { containerSpec, hasSsh, WORKSPACE } from './docker/containerSpec.js';
-import { DockerDemuxer, timestampedFrame } from './docker/demux.js';
+import { DockerDemuxer, skippingPublished, type StreamOffsets } from './docker/demux.js';
 import { ImageBuilder } from './docker/imageBuilder.js';
 import { labels } from './docker/labels.js';
 import { workspaceArchive } from './docker/workspaceArchive.js';
@@ -453,10 +453,11 @@ export class InstanceManager {
     // Docker says 0001-01-01 for a container that never started.
     const parsedStartMs = Date.parse(info.State.StartedAt);
     const startedAtMs = parsedStartMs > 0 ? parsedStartMs : Date.now();
+    const published = await this.publishedOffsets(executionId);
     const live: Live = {
       executionId,
       ownerId,
-      output: new OutputPublisher(this.bus, executionId, this.config.maxOutputBytes),
+      output: new OutputPublisher(this.bus, executionId, this.config.maxOutputBytes, published === 'ended' ? undefined : published),
       container,
       stopCause,
       deadlineTimer: null,
@@ -466,16 +467,10 @@ export class InstanceManager {
       finishing: false,
     };
     this.live.set(executionId, live);
-    const publishedUpTo = await this.lastPublishedAt(executionId);
-    if (publishedUpTo !== Infinity) {
-      const logs = (await container.logs({
-        follow: true,
-        stdout: true,
-        stderr: true,
-        timestamps: true,
-        since: Math.floor(publishedUpTo / 1000),
-      })) as unknown as Readable;
-      live.outputDone = this.pipeOutput(logs, timestampedFrame(publishedUpTo, (s, d) => live.output.write(s, d)));
+    if (published !== 'ended') {
+      // The container's log from its start, less what was already published, byte for byte per stream.
+      const logs = (await container.logs({ follow: true, stdout: true, stderr: true })) as unknown as Readable;
+      live.outputDone = this.pipeOutput(logs, skippingPublished(published, (s, d) => live.output.write(s, d)));
     }
     this.log.info({ executionId, containerId: containerId.slice(0, 12), running: info.State.Running }, 'adopted instance');
     const deadlineMs = Number(info.Config.Labels?.[labels.deadlineMs] ?? 0);
@@ -485,13 +480,18 @@ export class InstanceManager {
   }
 
   /** When the last output chunk of an execution was published; Infinity if its end was already marked. */
-  private async lastPublishedAt(executionId: string): Promise<number> {
+  /** How much of each stream the last process published, from the last chunk on the bus; 'ended' after eof. */
+  private async publishedOffsets(executionId: string): Promise<StreamOffsets | 'ended'> {
     try {
       const stored = await this.bus.jsm.streams.getMessage('PADDOCK_OUTPUT', { last_by_subj: topics.output.subject(executionId) });
       const chunk = OutputChunk.decode(stored.data);
-      return chunk.eof ? Infinity : chunk.atMs;
+      if (chunk.eof) return 'ended';
+      return {
+        stdout: chunk.stdoutOffset + (chunk.stream === OutputStream.OUTPUT_STREAM_STDOUT ? chunk.data.length : 0),
+        stderr: chunk.stderrOffset + (chunk.stream === OutputStream.OUTPUT_STREAM_STDERR ? chunk.data.length : 0),
+      };
     } catch (err) {
-      if (isNotFound(err)) return 0;
+      if (isNotFound(err)) return { stdout: 0, stderr: 0 };
       throw err;
     }
   }

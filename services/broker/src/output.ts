@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
-import { OutputStream } from '@paddock/proto';
+import { OutputStream, type OutputChunk } from '@paddock/proto';
+import type { StreamOffsets } from './docker/demux.js';
 import { topics, type Bus } from '@paddock/bus';
 
 const MAX_CHUNK_BYTES = 256 * 1024;
@@ -24,15 +25,24 @@ export class OutputPublisher {
   lastPublishedAtMs = 0;
 
   private ended = false;
+  /** The job's bytes published (or queued) so far, per stream; a chunk carries them as its offsets. */
+  private readonly offsets: StreamOffsets;
 
   constructor(
     private readonly bus: Bus,
     private readonly executionId: string,
     private readonly maxBytes: number,
-  ) {}
+    /** Where an adopted instance's output resumes. */
+    resumeAt: StreamOffsets = { stdout: 0, stderr: 0 },
+  ) {
+    this.offsets = { ...resumeAt };
+  }
 
   write(stream: OutputStream, data: Buffer): void {
     if (data.length === 0) return;
+    const room = this.maxBytes - this.written;
+    // Dropped bytes count as passed: an adopting broker must not publish them either.
+    if (data.length > room) this.offsets[stream === OutputStream.OUTPUT_STREAM_STDERR ? 'stderr' : 'stdout'] += data.length - Math.max(room, 0);
     if (this.written >= this.maxBytes) {
       if (!this.truncated) {
         this.truncated = true;
@@ -40,7 +50,6 @@ export class OutputPublisher {
       }
       return;
     }
-    const room = this.maxBytes - this.written;
     const kept = data.length > room ? data.subarray(0, room) : data;
     this.written += kept.length;
     this.enqueue(stream, kept);
@@ -68,7 +77,10 @@ export class OutputPublisher {
       while (this.queue.length > 0) {
         const next = this.queue.shift()!;
         const atMs = Date.now();
-        await this.publish({ stream: next.stream, data: Buffer.concat(next.parts, next.bytes), atMs, eof: false });
+        const at = { stdoutOffset: this.offsets.stdout, stderrOffset: this.offsets.stderr };
+        if (next.stream === OutputStream.OUTPUT_STREAM_STDOUT) this.offsets.stdout += next.bytes;
+        if (next.stream === OutputStream.OUTPUT_STREAM_STDERR) this.offsets.stderr += next.bytes;
+        await this.publish({ stream: next.stream, data: Buffer.concat(next.parts, next.bytes), atMs, eof: false, ...at });
         this.lastPublishedAtMs = atMs;
       }
     } finally {
@@ -76,11 +88,12 @@ export class OutputPublisher {
     }
   }
 
-  private async publish(chunk: { stream: OutputStream; data: Buffer; atMs: number; eof: boolean }): Promise<void> {
+  private async publish(chunk: Omit<OutputChunk, 'stdoutOffset' | 'stderrOffset'> & Partial<OutputChunk>): Promise<void> {
     try {
       // NATS restarting: keep trying for a while; the job goes on meanwhile. The id makes a retry that
       // did reach NATS the first time count once.
-      await this.bus.publish(topics.output, this.executionId, chunk, { msgId: randomUUID(), retryForMs: 60_000 });
+      const full: OutputChunk = { stdoutOffset: this.offsets.stdout, stderrOffset: this.offsets.stderr, ...chunk };
+      await this.bus.publish(topics.output, this.executionId, full, { msgId: randomUUID(), retryForMs: 60_000 });
     } catch (err) {
       this.failure = err as Error;
     }

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { OutputStream } from '@paddock/proto';
-import { DockerDemuxer, timestampedFrame } from '../src/docker/demux.js';
+import { DockerDemuxer, skippingPublished } from '../src/docker/demux.js';
 
 function frame(type: 1 | 2, payload: string | Buffer): Buffer {
   const data = typeof payload === 'string' ? Buffer.from(payload) : payload;
@@ -71,18 +71,11 @@ test('nothing is emitted for an incomplete frame until the rest arrives', () => 
   assert.deepEqual(got, ['hello']);
 });
 
-test('log entries with timestamps lose the timestamp, and those already published are dropped', () => {
+test('a log read from the start skips, per stream, exactly the bytes published before', () => {
   const got: string[] = [];
-  const at = Date.parse('2024-05-01T10:00:00.500Z');
-  const onFrame = timestampedFrame(at, (_s, d) => got.push(d.toString()));
+  const onFrame = skippingPublished({ stdout: 8, stderr: 4 }, (s, d) => got.push(`${s === OutputStream.OUTPUT_STREAM_STDERR ? 'err' : 'out'}:${d.toString()}`));
   const demux = new DockerDemuxer(onFrame);
-  demux.push(
-    Buffer.concat([
-      frame(1, '2024-05-01T10:00:00.400000000Z before\n'),
-      frame(1, '2024-05-01T10:00:00.500000000Z at\n'),
-      frame(2, '2024-05-01T10:00:00.600000000Z after err\n'),
-      frame(1, '2024-05-01T10:00:01.000000000Z after out\n'),
-    ]),
-  );
-  assert.deepEqual(got, ['after err\n', 'after out\n']);
+  demux.push(Buffer.concat([frame(1, 'line-1\n'), frame(2, 'e-1\n'), frame(1, 'line-2\n'), frame(2, 'e-2\n'), frame(1, 'line-3\n')]));
+  // stdout: 'line-1\n' (7) is skipped whole, then 1 byte of 'line-2\n'; stderr: 'e-1\n' (4) whole.
+  assert.deepEqual(got, ['out:ine-2\n', 'err:e-2\n', 'out:line-3\n']);
 });

@@ -86,12 +86,6 @@ test('output written steadily across a crash reaches the bus complete: every lin
 
 test(
   'output written in bursts across a crash reaches the bus complete: every line once, in order',
-  {
-    todo:
-      'bug: adopt() resumes from the container log by timestamp (entries after the last chunk\'s atMs); Docker stamps ' +
-      'log entries independently of when attach delivered them, so lines around the crash are lost or repeated ' +
-      '(src/instances.ts adopt/lastPublishedAt, src/docker/demux.ts timestampedFrame)',
-  },
   async () => {
     const lines = 60_000;
     const { id } = await runThenDie(

@@ -23,17 +23,26 @@ export class DockerDemuxer {
   }
 }
 
+/** Bytes of each of the job's streams. */
+export interface StreamOffsets {
+  stdout: number;
+  stderr: number;
+}
+
 /**
- * For `docker logs --timestamps` frames: strips the RFC 3339 timestamp Docker puts before each entry and
- * drops entries at or before `afterMs` (already published before a broker restart).
+ * Drops the first `skip.stdout` bytes of stdout and `skip.stderr` bytes of stderr, passing on the rest:
+ * a container's log read from its start, minus what was published before a crash.
  */
-export function timestampedFrame(afterMs: number, onFrame: (stream: OutputStream, data: Buffer) => void) {
+export function skippingPublished(skip: StreamOffsets, onFrame: (stream: OutputStream, data: Buffer) => void) {
+  const left = { ...skip };
   return (stream: OutputStream, data: Buffer): void => {
-    const space = data.indexOf(0x20);
-    if (space <= 0) return onFrame(stream, data);
-    const ts = Date.parse(data.subarray(0, space).toString('latin1'));
-    if (Number.isNaN(ts)) return onFrame(stream, data);
-    if (ts <= afterMs) return;
-    onFrame(stream, data.subarray(space + 1));
+    const key = stream === OutputStream.OUTPUT_STREAM_STDERR ? 'stderr' : 'stdout';
+    if (left[key] >= data.length) {
+      left[key] -= data.length;
+      return;
+    }
+    const rest = left[key] > 0 ? data.subarray(left[key]) : data;
+    left[key] = 0;
+    onFrame(stream, rest);
   };
 }

@@ -74,6 +74,12 @@ export interface OutputChunk {
   data: Buffer;
   atMs: number;
   eof: boolean;
+  /**
+   * Bytes of the job's stdout and stderr published before this chunk: where a broker that adopts the
+   * instance after a crash resumes its output, without loss or repeats.
+   */
+  stdoutOffset: number;
+  stderrOffset: number;
 }
 
 /** paddock.v1.broker.<broker-id>.heartbeat (core NATS, every second) */
@@ -380,7 +386,7 @@ export const InstanceExited: MessageFns<InstanceExited> = {
 };
 
 function createBaseOutputChunk(): OutputChunk {
-  return { stream: 0, data: Buffer.alloc(0), atMs: 0, eof: false };
+  return { stream: 0, data: Buffer.alloc(0), atMs: 0, eof: false, stdoutOffset: 0, stderrOffset: 0 };
 }
 
 export const OutputChunk: MessageFns<OutputChunk> = {
@@ -396,6 +402,12 @@ export const OutputChunk: MessageFns<OutputChunk> = {
     }
     if (message.eof !== false) {
       writer.uint32(32).bool(message.eof);
+    }
+    if (message.stdoutOffset !== 0) {
+      writer.uint32(40).uint64(message.stdoutOffset);
+    }
+    if (message.stderrOffset !== 0) {
+      writer.uint32(48).uint64(message.stderrOffset);
     }
     return writer;
   },
@@ -445,6 +457,22 @@ export const OutputChunk: MessageFns<OutputChunk> = {
             message.eof = reader.bool();
             continue;
           }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.stdoutOffset = longToNumber(reader.uint64());
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.stderrOffset = longToNumber(reader.uint64());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -466,6 +494,8 @@ export const OutputChunk: MessageFns<OutputChunk> = {
     message.data = object.data ?? Buffer.alloc(0);
     message.atMs = object.atMs ?? 0;
     message.eof = object.eof ?? false;
+    message.stdoutOffset = object.stdoutOffset ?? 0;
+    message.stderrOffset = object.stderrOffset ?? 0;
     return message;
   },
 };
