@@ -1,5 +1,5 @@
-import { createWriteStream } from 'node:fs';
-import { mkdir, rename, rm } from 'node:fs/promises';
+import { constants, createWriteStream } from 'node:fs';
+import { lstat, mkdir, open, readdir, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { PassThrough, type Readable } from 'node:stream';
 import { finished, pipeline } from 'node:stream/promises';
@@ -53,6 +53,53 @@ export async function saveArtifacts(tarStream: Readable, dir: string, executionI
   } catch (err) {
     out.destroy();
     // The zip's pipeline fails too once its file is destroyed; that failure is this one.
+    await written.catch(() => {});
+    await rm(tmp, { force: true });
+    throw err;
+  }
+}
+
+/**
+ * Zips a workspace folder on this host into `<dir>/<id>.zip`, like saveArtifacts. The folder was written
+ * by the job, so nothing in it is trusted: entries are read with lstat and opened with O_NOFOLLOW, and
+ * symbolic links (which could point anywhere on the host) are left out, as in the tar path.
+ */
+export async function saveDirectoryArtifacts(workspace: string, dir: string, executionId: string): Promise<{ path: string; files: number }> {
+  await mkdir(dir, { recursive: true });
+  const path = artifactPath(dir, executionId);
+  const tmp = `${path}.${process.pid}.tmp`;
+  const zip = new yazl.ZipFile();
+  const out = createWriteStream(tmp);
+  const written = pipeline(zip.outputStream, out);
+  let files = 0;
+  const walk = async (relative: string): Promise<void> => {
+    const entries = await readdir(join(workspace, relative), { withFileTypes: true });
+    entries.sort((a, b) => a.name.localeCompare(b.name));
+    for (const entry of entries) {
+      const name = relative === '' ? entry.name : `${relative}/${entry.name}`;
+      const full = join(workspace, name);
+      const info = await lstat(full);
+      if (info.isDirectory()) {
+        zip.addEmptyDirectory(name, { mtime: info.mtime, mode: info.mode & 0o7777 });
+        await walk(name);
+      } else if (info.isFile()) {
+        const handle = await open(full, constants.O_RDONLY | constants.O_NOFOLLOW);
+        const stream = handle.createReadStream();
+        zip.addReadStream(stream, name, { mtime: info.mtime, mode: info.mode & 0o7777, size: info.size });
+        await finished(stream);
+        files++;
+      }
+    }
+  };
+  try {
+    await walk('');
+    zip.end();
+    await written;
+    await rename(tmp, path);
+    return { path, files };
+  } catch (err) {
+    zip.outputStream.unpipe(out);
+    out.destroy();
     await written.catch(() => {});
     await rm(tmp, { force: true });
     throw err;

@@ -24,6 +24,17 @@ export interface BrokerConfig extends CommonConfig {
   readonly imagesDir: string;
   /** The address of this host where instances' sshd (:22) is published, and told to the gateway. */
   readonly sshHost: string;
+  /**
+   * `bind`: /workspace is a folder of this host (under workspacesDir), filled and zipped without the engine;
+   * needs root (the folder is handed to uid 1000) and the engine on this host. `archive`: through the engine.
+   */
+  readonly workspaceMode: 'bind' | 'archive';
+  readonly workspacesDir: string;
+}
+
+function workspaceMode(value: string): 'bind' | 'archive' {
+  if (value !== 'bind' && value !== 'archive') throw new ConfigError('PADDOCK_WORKSPACE_MODE', `must be bind or archive, got "${value}"`);
+  return value;
 }
 
 export function brokerConfig(env: Env): BrokerConfig {
@@ -45,6 +56,8 @@ export function brokerConfig(env: Env): BrokerConfig {
     pidsLimit: read.int('PADDOCK_PIDS_LIMIT', 512, { min: 16 }),
     imagesDir: read.string('PADDOCK_IMAGES_DIR', CHECKOUT_IMAGES_DIR),
     sshHost: read.string('PADDOCK_BROKER_SSH_HOST', '127.0.0.1'),
+    workspaceMode: workspaceMode(read.string('PADDOCK_WORKSPACE_MODE', process.getuid?.() === 0 ? 'bind' : 'archive')),
+    workspacesDir: read.string('PADDOCK_WORKSPACES_DIR', `${common.home}/workspaces`),
   };
   return Object.freeze(config);
 }

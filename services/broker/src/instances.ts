@@ -6,13 +6,14 @@ import { status as GrpcStatus } from '@grpc/grpc-js';
 import { topics, isNotFound, type Bus } from '@paddock/bus';
 import { ExitCause, OutputChunk, OutputStream, type AccessReply, type ExecOutput, type ExecRequest, type ExecutionSpec, type InstanceExited, type LaunchReply, type LaunchRequest } from '@paddock/proto';
 import type { Logger } from '@paddock/telemetry';
-import { saveArtifacts } from './artifacts.js';
+import { saveArtifacts, saveDirectoryArtifacts } from './artifacts.js';
 import type { BrokerConfig } from './config.js';
 import { containerSpec, hasSsh, WORKSPACE } from './docker/containerSpec.js';
 import { DockerDemuxer, skippingPublished, type StreamOffsets } from './docker/demux.js';
 import { ImageBuilder } from './docker/imageBuilder.js';
 import { labels } from './docker/labels.js';
 import { workspaceArchive } from './docker/workspaceArchive.js';
+import { HostWorkspaces } from './hostWorkspaces.js';
 import type { ExitRecord, InstanceStore, StopCause } from './instanceStore.js';
 import { OutputPublisher } from './output.js';
 
@@ -56,6 +57,7 @@ function dockerStatus(err: unknown): number | undefined {
 export class InstanceManager {
   private readonly live = new Map<string, Live>();
   private readonly images: ImageBuilder;
+  private readonly workspaces: HostWorkspaces;
   private stopping = false;
 
   constructor(
@@ -66,6 +68,7 @@ export class InstanceManager {
     private readonly log: Logger,
   ) {
     this.images = new ImageBuilder(config.imagesDir);
+    this.workspaces = new HostWorkspaces(config.workspacesDir);
   }
 
   get running(): number {
@@ -127,9 +130,20 @@ export class InstanceManager {
         sshPassword = randomBytes(18).toString('base64url');
         await this.store.setSshPassword(executionId, sshPassword);
       }
-      const archive = await workspaceArchive(spec, imageIsOurs, sshPassword === undefined ? {} : { sshPassword });
+      const workspaceDir = this.config.workspaceMode === 'bind' ? await this.workspaces.prepare(executionId, spec.files) : undefined;
+      const archive = await workspaceArchive(spec, imageIsOurs, { workspaceOnHost: workspaceDir !== undefined, ...(sshPassword === undefined ? {} : { sshPassword }) });
       const container = await this.docker.createContainer(
-        containerSpec({ executionId, ownerId, brokerId: this.config.brokerId, spec, image, pidsLimit: this.config.pidsLimit, deadlineMs, sshHost: this.config.sshHost }),
+        containerSpec({
+          executionId,
+          ownerId,
+          brokerId: this.config.brokerId,
+          spec,
+          image,
+          pidsLimit: this.config.pidsLimit,
+          deadlineMs,
+          sshHost: this.config.sshHost,
+          ...(workspaceDir === undefined ? {} : { workspaceDir }),
+        }),
       );
       live.container = container;
       const [, , stream] = await Promise.all([
@@ -326,7 +340,7 @@ export class InstanceManager {
       }
       if (cause !== ExitCause.EXIT_CAUSE_EXITED && cause !== ExitCause.EXIT_CAUSE_CANCELLED) live.output.system(detail);
       await Promise.race([live.outputDone, new Promise((r) => setTimeout(r, 2000))]);
-      const artifactsSaved = await this.saveWorkspace(live);
+      const artifactsSaved = await this.saveWorkspace(live, info);
       await this.finish(live, { cause: ExitCause[cause], exitCode, detail, artifactsSaved, finishedAtMs: Date.now() });
     } catch (err) {
       if (this.stopping) return;
@@ -336,11 +350,17 @@ export class InstanceManager {
     }
   }
 
-  private async saveWorkspace(live: Live): Promise<boolean> {
+  /** The workspace as a ZIP: from its folder on this host when it is one (a bind mount), else through the engine. */
+  private async saveWorkspace(live: Live, info: Docker.ContainerInspectInfo): Promise<boolean> {
     if (!live.container) return false;
     try {
-      const tar = (await live.container.getArchive({ path: WORKSPACE })) as unknown as Readable;
-      await saveArtifacts(tar, this.config.artifactsDir, live.executionId);
+      const mounted = info.Mounts?.find((m) => m.Destination === WORKSPACE && m.Type === 'bind');
+      if (mounted) {
+        await saveDirectoryArtifacts(mounted.Source, this.config.artifactsDir, live.executionId);
+      } else {
+        const tar = (await live.container.getArchive({ path: WORKSPACE })) as unknown as Readable;
+        await saveArtifacts(tar, this.config.artifactsDir, live.executionId);
+      }
       return true;
     } catch (err) {
       this.log.warn({ err, executionId: live.executionId }, 'saving the workspace failed');
@@ -360,6 +380,7 @@ export class InstanceManager {
     await live.output.end().catch((err: unknown) => this.log.error({ err, executionId }, 'output incomplete'));
     await this.store.exited(executionId, exit);
     if (live.container) await this.removeContainer(live.container.id);
+    await this.workspaces.remove(executionId);
     await this.publishExit(executionId, live.startedAtMs, exit);
     this.live.delete(executionId);
   }
@@ -409,6 +430,7 @@ export class InstanceManager {
       const row = await this.store.get(executionId);
       if (row?.state === 'ended' || row?.exit) {
         await this.removeContainer(c.Id);
+        await this.workspaces.remove(executionId);
         if (row.state !== 'ended' && row.exit) await this.publishExit(executionId, row.startedAtMs ?? 0, row.exit);
         continue;
       }
@@ -439,6 +461,7 @@ export class InstanceManager {
   }
 
   private async endWithoutContainer(executionId: string, startedAtMs: number, cause: ExitCause, detail: string): Promise<void> {
+    await this.workspaces.remove(executionId);
     const output = new OutputPublisher(this.bus, executionId, this.config.maxOutputBytes);
     output.system(detail);
     await output.end();

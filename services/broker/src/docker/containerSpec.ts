@@ -44,6 +44,8 @@ export interface ContainerSpecInput {
   readonly deadlineMs: number;
   /** The host address :22 is published on, for instances with sshd (default 127.0.0.1). */
   readonly sshHost?: string;
+  /** A folder of the host mounted at /workspace, when the broker keeps workspaces on its host. */
+  readonly workspaceDir?: string;
 }
 
 function command(spec: ExecutionSpec): string[] {
@@ -114,6 +116,7 @@ export function containerSpec(input: ContainerSpecInput): ContainerCreateOptions
       NetworkMode: bridge ? 'bridge' : 'none',
       ...(bridge ? { ExtraHosts: ['host.docker.internal:host-gateway'] } : {}),
       ...(ssh ? { PortBindings: { '22/tcp': [{ HostIp: input.sshHost ?? '127.0.0.1', HostPort: '' }] } } : {}),
+      ...(input.workspaceDir ? { Binds: [`${input.workspaceDir}:${WORKSPACE}:rw`] } : {}),
       CapDrop: ['ALL'],
       ...(entrypoint ? { CapAdd: AGENT_CAPABILITIES } : {}),
       SecurityOpt: ['no-new-privileges'],

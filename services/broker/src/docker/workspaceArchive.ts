@@ -11,12 +11,17 @@ const GID = 1000;
  * The tar put at `/` before the job starts: /workspace owned by the job's user (so any image works), the
  * request's files inside it, and the Python script. Null when the image already has all it needs.
  */
-export async function workspaceArchive(spec: ExecutionSpec, imageIsOurs: boolean, opts: { sshPassword?: string } = {}): Promise<Buffer | null> {
-  const files = Object.entries(spec.files);
+export async function workspaceArchive(
+  spec: ExecutionSpec,
+  imageIsOurs: boolean,
+  opts: { sshPassword?: string; workspaceOnHost?: boolean } = {},
+): Promise<Buffer | null> {
+  // A workspace on the host is a mounted folder, filled before the container starts.
+  const files = opts.workspaceOnHost ? [] : Object.entries(spec.files);
   const python = spec.kind === ExecutionKind.EXECUTION_KIND_PYTHON;
   const agent = spec.kind === ExecutionKind.EXECUTION_KIND_AGENT ? spec.agent : undefined;
   const entrypoint = runsUnderEntrypoint(spec);
-  if (imageIsOurs && files.length === 0 && !python && !entrypoint) return null;
+  if ((imageIsOurs || opts.workspaceOnHost) && files.length === 0 && !python && !entrypoint) return null;
 
   const tar = pack();
   const done = buffer(tar);
@@ -28,7 +33,7 @@ export async function workspaceArchive(spec: ExecutionSpec, imageIsOurs: boolean
     tar.entry({ name: `${name}/`, type: 'directory', mode: 0o755, uid, gid, mtime });
   };
   const ws = WORKSPACE.slice(1);
-  dir(ws, UID, GID);
+  if (!opts.workspaceOnHost) dir(ws, UID, GID);
   for (const [path, content] of files.sort(([a], [b]) => a.localeCompare(b))) {
     const parts = path.split('/');
     // The gateway rejects these already; a path must never leave the workspace whoever sent it.
