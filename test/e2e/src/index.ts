@@ -36,3 +36,29 @@ export async function waitFor<T>(what: string, probe: () => Promise<T | undefine
     await new Promise((resolve) => setTimeout(resolve, everyMs));
   }
 }
+
+/**
+ * An image that has nothing of Paddock's: a few of this host's programs and their libraries, imported as
+ * `tag`, idling on `sleep infinity`. Built once per engine.
+ */
+export async function buildForeignImage(tag: string): Promise<void> {
+  try {
+    await docker.getImage(tag).inspect();
+    return;
+  } catch {
+    // not there yet: built below
+  }
+  const programs = ['/bin/sh', '/bin/sleep', '/bin/cat', '/bin/echo', '/usr/bin/id', '/bin/ls'];
+  const { stdout } = await run('ldd', programs);
+  const libraries = [...new Set(stdout.match(/\/[^\s:]+\.so[^\s:]*/g) ?? [])];
+  const root = await mkdtemp(join(tmpdir(), 'paddock-foreign-'));
+  try {
+    await run('bash', [
+      '-c',
+      `set -e; cd ${root}; for f in ${[...programs, ...libraries].join(' ')}; do mkdir -p ".$(dirname "$f")"; cp -L "$f" ".$f"; done; mkdir -p tmp && chmod 1777 tmp; ` +
+        `tar -C ${root} -c . | docker import -c 'CMD ["/bin/sleep", "infinity"]' - ${tag} >/dev/null`,
+    ]);
+  } finally {
+    await rm(root, { recursive: true, force: true });
+  }
+}

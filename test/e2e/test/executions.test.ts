@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { startPaddock, type RunningPaddock } from '@paddock/testkit';
-import { containersOf, docker, readZip, waitFor } from '../src/index.js';
+import { buildForeignImage, containersOf, docker, readZip, waitFor } from '../src/index.js';
 
 let paddock: RunningPaddock;
 
@@ -188,4 +188,19 @@ test('a missing image fails the execution with a reason', async () => {
   const final = await paddock.admin.waitFinal(id);
   assert.equal(final.state, 'failed');
   assert.match(final.error ?? '', /does-not-exist/);
+});
+
+test('any image in the engine runs a shell job: no Paddock user, entrypoint or workspace in it', async () => {
+  const image = 'example.test/foreign-tools:1';
+  await buildForeignImage(image);
+  const { id } = await paddock.admin.submit({ kind: 'shell', image, command: 'id -u; echo made-here > out.txt; cat in.txt', files: { 'in.txt': 'given\n' } });
+  const final = await paddock.admin.waitFinal(id);
+  assert.equal(final.state, 'completed', `${final.error}\n${await paddock.admin.logs(id)}`);
+  assert.equal(await paddock.admin.logs(id), '1000\ngiven\n');
+  const archive = await readZip((await paddock.admin.artifacts(id)).bytes);
+  try {
+    assert.equal(await archive.read('out.txt'), 'made-here\n');
+  } finally {
+    await archive.close();
+  }
 });
