@@ -1,6 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import type Docker from 'dockerode';
 import type { Container, ContainerCreateOptions, Exec } from 'dockerode';
+import { containerSpec } from '@paddock/broker';
+import { ExecutionKind, NetworkMode, type ExecutionSpec } from '@paddock/proto';
 
 const MiB = 1024 * 1024;
 
@@ -8,43 +10,38 @@ const MiB = 1024 * 1024;
  * What a Paddock execution gets when its request names no limits: the gateway's defaults
  * (PADDOCK_DEFAULT_CPUS=1, PADDOCK_DEFAULT_MEMORY_MB=1024) and the broker's PADDOCK_PIDS_LIMIT=512.
  */
-const CPUS = 1;
-const MEMORY_BYTES = 1024 * MiB;
-const PIDS_LIMIT = 512;
+const DEFAULT_SPEC: ExecutionSpec = {
+  kind: ExecutionKind.EXECUTION_KIND_SHELL,
+  command: '',
+  script: '',
+  files: {},
+  env: {},
+  image: '',
+  cpuMillis: 1000,
+  memoryBytes: 1024 * MiB,
+  timeoutMs: 3_600_000,
+  network: NetworkMode.NETWORK_MODE_NONE,
+  pidsLimit: 512,
+  agent: undefined,
+  service: false,
+};
 
 /**
- * A container made the way Paddock's broker makes one (services/broker/src/docker/containerSpec.ts, which
- * its package does not export): the same image, user, init, dropped capabilities, no network, limits and
- * log driver, so that raw figures differ from Paddock's only by what Paddock does around Docker.
+ * A container made by the broker's own containerSpec (same image, user, init, dropped capabilities, no
+ * network, limits and log driver), running `cmd` with the bench's labels: raw figures differ from Paddock's
+ * only by what Paddock does around Docker.
  */
 export function jobContainer(image: string, cmd: string[], labels: Readonly<Record<string, string>>): ContainerCreateOptions {
-  return {
-    name: `paddock-bench-${randomBytes(8).toString('hex')}`,
-    Image: image,
-    Cmd: cmd,
-    Entrypoint: [],
-    User: '1000:1000',
-    WorkingDir: '/workspace',
-    Env: ['HOME=/home/agent', 'PYTHONUNBUFFERED=1', 'TINI_KILL_PROCESS_GROUP=1'],
-    Labels: { ...labels },
-    AttachStdout: true,
-    AttachStderr: true,
-    AttachStdin: false,
-    OpenStdin: false,
-    Tty: false,
-    HostConfig: {
-      Init: true,
-      NetworkMode: 'none',
-      CapDrop: ['ALL'],
-      SecurityOpt: ['no-new-privileges'],
-      NanoCpus: CPUS * 1_000_000_000,
-      Memory: MEMORY_BYTES,
-      MemorySwap: MEMORY_BYTES,
-      PidsLimit: PIDS_LIMIT,
-      LogConfig: { Type: 'json-file', Config: { 'max-size': '64m', 'max-file': '1' } },
-      AutoRemove: false,
-    },
-  };
+  const spec = containerSpec({
+    executionId: `bench-${randomBytes(8).toString('hex')}`,
+    ownerId: 'bench',
+    brokerId: 'bench',
+    spec: { ...DEFAULT_SPEC, image },
+    image,
+    pidsLimit: DEFAULT_SPEC.pidsLimit,
+    deadlineMs: 0,
+  });
+  return { ...spec, Cmd: cmd, Labels: { ...labels } };
 }
 
 /** What a process wrote, split from Docker's multiplexed stream. */

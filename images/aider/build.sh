@@ -12,13 +12,7 @@ ensure_base
 hash=$( { cat "$images_dir/lib/derive.sh" "$0"; echo "$index"; base_id; } | sha256sum | cut -c1-16)
 if [ "${1:-}" != --force ] && up_to_date "$tag" "$hash"; then step "$tag is up to date ($hash)"; exit 0; fi
 
-if ! curl -fsS -m 10 -o /dev/null "$index/aider-chat/"; then
-  step "cannot build here: aider is installed from PyPI ($index/aider-chat/), which this machine cannot reach."
-  step "On a machine with internet access (or with PIP_INDEX_URL set to a reachable mirror), run:"
-  step "  npx paddock images build aider"
-  step "then move the image here: docker save paddock/aider:latest | ssh THIS_HOST docker load"
-  exit "$CANNOT_BUILD_HERE"
-fi
+require_reachable "$index/aider-chat/" "aider (aider-chat on PyPI; set PIP_INDEX_URL for a mirror)"
 work=$(mktemp -d /var/tmp/paddock-image.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 derive_image "$tag" "$hash" "$work" "

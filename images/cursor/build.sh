@@ -12,13 +12,7 @@ ensure_base
 hash=$( { cat "$images_dir/lib/derive.sh" "$0"; echo "$installer"; base_id; } | sha256sum | cut -c1-16)
 if [ "${1:-}" != --force ] && up_to_date "$tag" "$hash"; then step "$tag is up to date ($hash)"; exit 0; fi
 
-if ! curl -fsS -m 10 -o /dev/null "$installer"; then
-  step "cannot build here: cursor-agent is downloaded by Cursor's installer ($installer), which this machine cannot reach."
-  step "On a machine with internet access, run:"
-  step "  npx paddock images build cursor"
-  step "then move the image here: docker save paddock/cursor:latest | ssh THIS_HOST docker load"
-  exit "$CANNOT_BUILD_HERE"
-fi
+require_reachable "$installer" "cursor-agent (Cursor's installer)"
 work=$(mktemp -d /var/tmp/paddock-image.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 derive_image "$tag" "$hash" "$work" "

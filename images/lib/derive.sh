@@ -11,6 +11,18 @@ step() { printf '\033[1m[image %s]\033[0m %s\n' "$image_name" "$*" >&2; }
 # Exit status of a build.sh whose image cannot be built on this machine (a download it cannot reach).
 CANNOT_BUILD_HERE=3
 
+# require_reachable URL WHAT: stops the build with CANNOT_BUILD_HERE, saying what is missing and how to
+# build the image elsewhere, when URL (where WHAT comes from) cannot be reached from this machine.
+require_reachable() {
+  local url="$1" what="$2"
+  curl -fsS -m 10 -o /dev/null "$url" && return 0
+  step "cannot build here: $what comes from $url, which this machine cannot reach."
+  step "On a machine with internet access, run:"
+  step "  npx paddock images build $image_name"
+  step "then move the image here: docker save paddock/$image_name:latest | ssh THIS_HOST docker load"
+  exit "$CANNOT_BUILD_HERE"
+}
+
 # ensure_base: builds paddock/base when it is missing or out of date (quick otherwise).
 ensure_base() {
   bash "$images_dir/base/build.sh" >&2
