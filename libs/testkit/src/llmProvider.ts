@@ -30,7 +30,12 @@ export interface Step {
   readonly toolCalls?: readonly { name: string; args: Record<string, unknown> }[];
 }
 
-export async function startScriptedProvider(script: { openai?: Step[]; anthropic?: Step[]; model?: string }): Promise<ScriptedProvider> {
+/**
+ * `fallback` answers every request once the script of its API is used up (agent CLIs make side calls, a
+ * title or a quota check, besides the conversation). A request with `stream: true` is answered as
+ * server-sent events, as each provider streams.
+ */
+export async function startScriptedProvider(script: { openai?: Step[]; anthropic?: Step[]; model?: string; fallback?: Step }): Promise<ScriptedProvider> {
   const queues = { openai: [...(script.openai ?? [])], anthropic: [...(script.anthropic ?? [])] };
   const requests: RecordedRequest[] = [];
   const server = createServer((req, res) => {
@@ -38,7 +43,8 @@ export async function startScriptedProvider(script: { openai?: Step[]; anthropic
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {
       const send = (status: number, body: unknown) => res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(body));
-      const api = req.method === 'POST' && req.url === '/v1/chat/completions' ? 'openai' : req.method === 'POST' && req.url === '/v1/messages' ? 'anthropic' : undefined;
+      const path = (req.url ?? '').split('?')[0];
+      const api = req.method === 'POST' && path === '/v1/chat/completions' ? 'openai' : req.method === 'POST' && path === '/v1/messages' ? 'anthropic' : undefined;
       if (api === undefined) return send(404, { error: { type: 'not_found_error', message: `no route ${req.method} ${req.url}` } });
       let body: any;
       try {
@@ -49,10 +55,16 @@ export async function startScriptedProvider(script: { openai?: Step[]; anthropic
       requests.push({ api, headers: req.headers, body });
       const problem = api === 'openai' ? checkOpenAi(req.headers, body) : checkAnthropic(req.headers, body);
       if (problem) return send(problem.status, { error: { type: problem.type, message: problem.message } });
-      const step = queues[api].shift();
+      const step = queues[api].shift() ?? script.fallback;
       if (!step) return send(500, { error: { type: 'api_error', message: `the ${api} script has no step left` } });
       const model = script.model ?? body.model;
-      return send(200, api === 'openai' ? openAiAnswer(step, model) : anthropicAnswer(step, model));
+      if (body.stream !== true) return send(200, api === 'openai' ? openAiAnswer(step, model) : anthropicAnswer(step, model));
+      res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' });
+      const events = api === 'openai' ? openAiEvents(openAiAnswer(step, model)) : anthropicEvents(anthropicAnswer(step, model));
+      for (const [event, data] of events) {
+        res.write(`${event ? `event: ${event}\n` : ''}data: ${typeof data === 'string' ? data : JSON.stringify(data)}\n\n`);
+      }
+      return res.end();
     });
   });
   await new Promise<void>((resolve) => server.listen(0, '0.0.0.0', resolve));
@@ -119,4 +131,38 @@ function anthropicAnswer(step: Step, model: string) {
     stop_sequence: null,
     usage: { input_tokens: 100, output_tokens: 20 },
   };
+}
+
+/** An OpenAI answer as chat.completion.chunk events, then [DONE]. */
+function openAiEvents(answer: ReturnType<typeof openAiAnswer>): [string | null, unknown][] {
+  const choice = answer.choices[0]!;
+  const base = { id: answer.id, object: 'chat.completion.chunk', created: answer.created, model: answer.model };
+  const calls = (choice.message as { tool_calls?: { id: string; type: string; function: { name: string; arguments: string } }[] }).tool_calls ?? [];
+  return [
+    [null, { ...base, choices: [{ index: 0, delta: { role: 'assistant', content: choice.message.content ?? '' }, finish_reason: null }] }],
+    ...calls.map((c, index): [null, unknown] => [null, { ...base, choices: [{ index: 0, delta: { tool_calls: [{ index, ...c }] }, finish_reason: null }] }]),
+    [null, { ...base, choices: [{ index: 0, delta: {}, finish_reason: choice.finish_reason }], usage: answer.usage }],
+    [null, '[DONE]'],
+  ];
+}
+
+/** An Anthropic answer as the Messages API's stream: message_start, one block at a time, message_delta, message_stop. */
+function anthropicEvents(answer: ReturnType<typeof anthropicAnswer>): [string, unknown][] {
+  const events: [string, unknown][] = [
+    ['message_start', { type: 'message_start', message: { ...answer, content: [], stop_reason: null, usage: { input_tokens: answer.usage.input_tokens, output_tokens: 1 } } }],
+  ];
+  answer.content.forEach((block, index) => {
+    if (block.type === 'text') {
+      events.push(['content_block_start', { type: 'content_block_start', index, content_block: { type: 'text', text: '' } }]);
+      events.push(['content_block_delta', { type: 'content_block_delta', index, delta: { type: 'text_delta', text: (block as { text: string }).text } }]);
+    } else {
+      const use = block as { id: string; name: string; input: unknown };
+      events.push(['content_block_start', { type: 'content_block_start', index, content_block: { type: 'tool_use', id: use.id, name: use.name, input: {} } }]);
+      events.push(['content_block_delta', { type: 'content_block_delta', index, delta: { type: 'input_json_delta', partial_json: JSON.stringify(use.input) } }]);
+    }
+    events.push(['content_block_stop', { type: 'content_block_stop', index }]);
+  });
+  events.push(['message_delta', { type: 'message_delta', delta: { stop_reason: answer.stop_reason, stop_sequence: null }, usage: { output_tokens: answer.usage.output_tokens } }]);
+  events.push(['message_stop', { type: 'message_stop' }]);
+  return events;
 }

@@ -236,3 +236,26 @@ for (const [runtime, command] of [
     }
   });
 }
+
+test('Claude Code runs as an agent: it reads the prompt, talks to the provider (streaming), and its answer is the log', async () => {
+  const provider = await startScriptedProvider({ fallback: { text: 'The answer is forty-two.' } });
+  try {
+    const { id } = await paddock.admin.submit({
+      kind: 'agent',
+      runtime: 'claude-code',
+      prompt: 'What is six times seven? PROMPT-MARK-7',
+      env: { ANTHROPIC_API_KEY: 'sk-ant-test', ANTHROPIC_BASE_URL: provider.anthropicBaseUrlForContainers },
+    });
+    const final = await paddock.admin.waitFinal(id, 120_000);
+    const log = await paddock.admin.logs(id);
+    assert.equal(final.state, 'completed', `${final.error}\n${log}`);
+    assert.match(log, /The answer is forty-two\./);
+    assert.match(log, /claude-code exited with status 0/);
+    const asked = provider.requests.filter((r) => JSON.stringify(r.body).includes('PROMPT-MARK-7'));
+    assert.ok(asked.length > 0, 'the prompt reached the provider');
+    assert.equal(asked[0]?.headers['x-api-key'], 'sk-ant-test');
+    assert.equal(asked[0]?.body.stream, true);
+  } finally {
+    await provider.stop();
+  }
+});
