@@ -42,9 +42,12 @@ interface Live {
   launching: Promise<LaunchReply> | null;
   /** The end is being recorded: too late to cancel. */
   finishing: boolean;
+  /** The host folder mounted at /workspace, when the workspace is one (PADDOCK_WORKSPACE_MODE=bind). */
+  workspaceDir: string | null;
 }
 
 const MiB = 1024 * 1024;
+const IMAGE_INFO_TTL_MS = 5_000;
 
 function dockerStatus(err: unknown): number | undefined {
   return (err as { statusCode?: number })?.statusCode;
@@ -58,6 +61,8 @@ export class InstanceManager {
   private readonly live = new Map<string, Live>();
   private readonly images: ImageBuilder;
   private readonly workspaces: HostWorkspaces;
+  /** Image details for a few seconds: a burst of jobs on one image asks the engine once. */
+  private readonly imageInfo = new Map<string, { info: Docker.ImageInspectInfo; atMs: number }>();
   private stopping = false;
 
   constructor(
@@ -99,6 +104,7 @@ export class InstanceManager {
       outputDone: Promise.resolve(),
       launching: null,
       finishing: false,
+      workspaceDir: null,
     };
     this.live.set(executionId, live);
     const launching = this.provision(live, spec);
@@ -131,6 +137,7 @@ export class InstanceManager {
         await this.store.setSshPassword(executionId, sshPassword);
       }
       const workspaceDir = this.config.workspaceMode === 'bind' ? await this.workspaces.prepare(executionId, spec.files) : undefined;
+      live.workspaceDir = workspaceDir ?? null;
       const archive = await workspaceArchive(spec, imageIsOurs, { workspaceOnHost: workspaceDir !== undefined, ...(sshPassword === undefined ? {} : { sshPassword }) });
       const container = await this.docker.createContainer(
         containerSpec({
@@ -184,8 +191,12 @@ export class InstanceManager {
 
   /** The image's details; one of Paddock's own that is missing is built first, its progress in the execution's log. */
   private async inspectOrBuild(image: string, live: Live): Promise<Docker.ImageInspectInfo> {
+    const cached = this.imageInfo.get(image);
+    if (cached && Date.now() - cached.atMs < IMAGE_INFO_TTL_MS) return cached.info;
     try {
-      return await this.docker.getImage(image).inspect();
+      const info = await this.docker.getImage(image).inspect();
+      this.imageInfo.set(image, { info, atMs: Date.now() });
+      return info;
     } catch (err) {
       if (dockerStatus(err) !== 404) throw err;
     }
@@ -321,9 +332,10 @@ export class InstanceManager {
   private async watch(live: Live, memoryBytes: number): Promise<void> {
     const container = live.container!;
     try {
-      await container.wait();
-      const info = await container.inspect();
-      const exitCode = info.State.ExitCode;
+      const { StatusCode } = (await container.wait()) as { StatusCode: number };
+      // A clean exit that Paddock did not cause needs nothing more from the engine (one call less per job).
+      const info = StatusCode === 0 && !live.stopCause ? null : await container.inspect();
+      const exitCode = info?.State.ExitCode ?? StatusCode;
       let cause = ExitCause.EXIT_CAUSE_EXITED;
       let detail = exitCode === 0 ? '' : `the job exited with code ${exitCode}`;
       if (live.stopCause === 'cancelled') {
@@ -331,16 +343,16 @@ export class InstanceManager {
         detail = 'cancelled';
       } else if (live.stopCause === 'timed_out') {
         cause = ExitCause.EXIT_CAUSE_TIMED_OUT;
-        const limitS = Math.round((Number(info.Config.Labels?.[labels.deadlineMs] ?? 0) - live.startedAtMs) / 1000);
+        const limitS = Math.round((Number(info?.Config.Labels?.[labels.deadlineMs] ?? 0) - live.startedAtMs) / 1000);
         detail = limitS > 0 ? `timed out: the job ran longer than its ${limitS}s limit` : 'timed out';
-      } else if (info.State.OOMKilled) {
+      } else if (info?.State.OOMKilled) {
         cause = ExitCause.EXIT_CAUSE_OOM_KILLED;
         const limit = memoryBytes || info.HostConfig.Memory || 0;
         detail = `out of memory: the job used more than its ${Math.round(limit / MiB)} MiB limit and was killed`;
       }
       if (cause !== ExitCause.EXIT_CAUSE_EXITED && cause !== ExitCause.EXIT_CAUSE_CANCELLED) live.output.system(detail);
       await Promise.race([live.outputDone, new Promise((r) => setTimeout(r, 2000))]);
-      const artifactsSaved = await this.saveWorkspace(live, info);
+      const artifactsSaved = await this.saveWorkspace(live);
       await this.finish(live, { cause: ExitCause[cause], exitCode, detail, artifactsSaved, finishedAtMs: Date.now() });
     } catch (err) {
       if (this.stopping) return;
@@ -351,12 +363,11 @@ export class InstanceManager {
   }
 
   /** The workspace as a ZIP: from its folder on this host when it is one (a bind mount), else through the engine. */
-  private async saveWorkspace(live: Live, info: Docker.ContainerInspectInfo): Promise<boolean> {
+  private async saveWorkspace(live: Live): Promise<boolean> {
     if (!live.container) return false;
     try {
-      const mounted = info.Mounts?.find((m) => m.Destination === WORKSPACE && m.Type === 'bind');
-      if (mounted) {
-        await saveDirectoryArtifacts(mounted.Source, this.config.artifactsDir, live.executionId);
+      if (live.workspaceDir) {
+        await saveDirectoryArtifacts(live.workspaceDir, this.config.artifactsDir, live.executionId);
       } else {
         const tar = (await live.container.getArchive({ path: WORKSPACE })) as unknown as Readable;
         await saveArtifacts(tar, this.config.artifactsDir, live.executionId);
@@ -488,6 +499,7 @@ export class InstanceManager {
       outputDone: Promise.resolve(),
       launching: null,
       finishing: false,
+      workspaceDir: info.Mounts?.find((m) => m.Destination === WORKSPACE && m.Type === 'bind')?.Source ?? null,
     };
     this.live.set(executionId, live);
     if (published !== 'ended') {
