@@ -24,6 +24,7 @@ const DEFAULT_SPEC: ExecutionSpec = {
   pidsLimit: 512,
   agent: undefined,
   service: false,
+  sealed: Buffer.alloc(0),
 };
 
 /**

@@ -2,6 +2,7 @@ import { fileURLToPath } from 'node:url';
 import Docker from 'dockerode';
 import { Bus, topics } from '@paddock/bus';
 import { createPool, migrate } from '@paddock/db';
+import { SecretBox } from '@paddock/secrets';
 import type { Logger } from '@paddock/telemetry';
 import type { BrokerConfig } from './config.js';
 import { InstanceManager } from './instances.js';
@@ -25,7 +26,7 @@ export async function startBroker(config: BrokerConfig, log: Logger): Promise<St
   const pool = createPool(config.databaseUrl, { name: 'paddock-broker' });
   await migrate(pool, 'broker', MIGRATIONS_DIR);
   const bus = await Bus.connect({ url: config.natsUrl, name: `paddock-broker-${config.brokerId}`, log });
-  const instances = new InstanceManager(docker, bus, new InstanceStore(pool), config, log);
+  const instances = new InstanceManager(docker, bus, new InstanceStore(pool), config, log, await SecretBox.fromFile(config.secretKeyFile));
   await instances.reconcile();
   const grpc = await startGrpcServer(instances, { host: config.grpcHost, port: config.grpcPort, log });
 

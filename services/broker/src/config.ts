@@ -30,6 +30,8 @@ export interface BrokerConfig extends CommonConfig {
    */
   readonly workspaceMode: 'bind' | 'archive';
   readonly workspacesDir: string;
+  /** The key the gateway seals specs' secrets with (the same file, shared through PADDOCK_HOME). */
+  readonly secretKeyFile: string;
 }
 
 function workspaceMode(value: string): 'bind' | 'archive' {
@@ -58,6 +60,7 @@ export function brokerConfig(env: Env): BrokerConfig {
     sshHost: read.string('PADDOCK_BROKER_SSH_HOST', '127.0.0.1'),
     workspaceMode: workspaceMode(read.string('PADDOCK_WORKSPACE_MODE', process.getuid?.() === 0 ? 'bind' : 'archive')),
     workspacesDir: read.string('PADDOCK_WORKSPACES_DIR', `${common.home}/workspaces`),
+    secretKeyFile: read.string('PADDOCK_SECRET_KEY_FILE', `${common.home}/secret-key`),
   };
   return Object.freeze(config);
 }

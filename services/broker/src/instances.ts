@@ -5,6 +5,7 @@ import type { Readable } from 'node:stream';
 import { status as GrpcStatus } from '@grpc/grpc-js';
 import { topics, isNotFound, type Bus } from '@paddock/bus';
 import { ExitCause, OutputChunk, OutputStream, type AccessReply, type ExecOutput, type ExecRequest, type ExecutionSpec, type InstanceExited, type LaunchReply, type LaunchRequest } from '@paddock/proto';
+import { unsealSpec, type SecretBox } from '@paddock/secrets';
 import type { Logger } from '@paddock/telemetry';
 import { saveArtifacts, saveDirectoryArtifacts } from './artifacts.js';
 import type { BrokerConfig } from './config.js';
@@ -71,6 +72,7 @@ export class InstanceManager {
     private readonly store: InstanceStore,
     private readonly config: BrokerConfig,
     private readonly log: Logger,
+    private readonly box: SecretBox,
   ) {
     this.images = new ImageBuilder(config.imagesDir);
     this.workspaces = new HostWorkspaces(config.workspacesDir);
@@ -116,7 +118,7 @@ export class InstanceManager {
     }
   }
 
-  private async provision(live: Live, spec: ExecutionSpec): Promise<LaunchReply> {
+  private async provision(live: Live, sealedSpec: ExecutionSpec): Promise<LaunchReply> {
     const { executionId, ownerId } = live;
     const log = this.log.child({ executionId });
     const { row, created } = await this.store.claim(executionId, this.config.brokerId, ownerId);
@@ -125,8 +127,9 @@ export class InstanceManager {
       this.live.delete(executionId);
       return { containerId: row.containerId ?? '', startedAtMs: row.startedAtMs ?? 0 };
     }
-    const image = spec.image || this.config.defaultImage;
+    const image = sealedSpec.image || this.config.defaultImage;
     try {
+      const spec = this.unseal(sealedSpec, executionId);
       const imageInfo = await this.inspectOrBuild(image, live);
       const imageIsOurs = Boolean(imageInfo.Config?.Labels?.['io.paddock.image']);
       if (!created) await this.removeContainer(`paddock-${executionId}`);
@@ -186,6 +189,14 @@ export class InstanceManager {
         finishedAtMs: Date.now(),
       });
       throw new LaunchError(GrpcStatus.FAILED_PRECONDITION, detail);
+    }
+  }
+
+  private unseal(spec: ExecutionSpec, executionId: string): ExecutionSpec {
+    try {
+      return unsealSpec(spec, this.box, executionId);
+    } catch (err) {
+      throw new Error(`the execution's secrets do not open with this broker's key (${this.config.secretKeyFile} must be the gateway's): ${(err as Error).message}`, { cause: err });
     }
   }
 

@@ -11,7 +11,7 @@ import { projectStates } from './executions/projection.js';
 import { HealthWatch } from './health.js';
 import { BrokerDirectory } from './instances/brokers.js';
 import { TicketStore } from './instances/ticketStore.js';
-import { SecretBox } from './secrets/secretBox.js';
+import { SecretBox } from '@paddock/secrets';
 import { SecretStore } from './secrets/secretStore.js';
 import { ensureAdmin } from './users/adminToken.js';
 import { UserStore } from './users/userStore.js';

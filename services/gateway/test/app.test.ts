@@ -11,7 +11,7 @@ import { ExecutionService } from '../src/executions/executionService.js';
 import { ExecutionStore } from '../src/executions/executionStore.js';
 import { projectStates } from '../src/executions/projection.js';
 import { HealthWatch } from '../src/health.js';
-import { SecretBox } from '../src/secrets/secretBox.js';
+import { SecretBox, unsealSpec } from '@paddock/secrets';
 import { BrokerDirectory } from '../src/instances/brokers.js';
 import { TicketStore } from '../src/instances/ticketStore.js';
 import { SecretStore } from '../src/secrets/secretStore.js';
@@ -29,6 +29,8 @@ let admin: { user: User; token: string };
 let alice: { user: User; token: string };
 let bob: { user: User; token: string };
 
+let secretBox: SecretBox;
+
 before(async () => {
   stack = await startTestStack();
   const config = stack.config();
@@ -39,7 +41,8 @@ before(async () => {
   bus = await Bus.connect({ url: config.natsUrl, name: 'paddock-gateway', log: stack.log });
   scheduler = await Bus.connect({ url: config.natsUrl, name: 'test-scheduler', log: stack.log });
   const store = new ExecutionStore(stack.pool);
-  const secrets = new SecretStore(stack.pool, SecretBox.withKey(randomBytes(32)));
+  secretBox = SecretBox.withKey(randomBytes(32));
+  const secrets = new SecretStore(stack.pool, secretBox);
   const executions = new ExecutionService(store, secrets, bus, config, stack.log);
   deps = {
     log: stack.log,
@@ -150,7 +153,8 @@ test('POST /api/v1/executions stores the request, answers 201 at once and publis
   assert.equal(spec.kind, ExecutionKind.EXECUTION_KIND_PYTHON);
   assert.equal(spec.script, 'print(open("data/in.txt").read())');
   assert.equal(Buffer.from(spec.files['data/in.txt']!).toString(), 'hello');
-  assert.deepEqual(spec.env, { API_KEY: 'secret-value', MODE: 'test' }, 'the scheduler gets the values');
+  assert.deepEqual(spec.env, {}, 'env values travel sealed, not in clear');
+  assert.deepEqual(unsealSpec(spec, secretBox, ex.id).env, { API_KEY: 'secret-value', MODE: 'test' }, 'the broker gets the values');
   assert.equal(spec.cpuMillis, 500);
   assert.equal(spec.memoryBytes, 1024 * 1024 * 1024);
   assert.equal(spec.timeoutMs, 3_600_000);

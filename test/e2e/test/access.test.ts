@@ -1,6 +1,7 @@
 // Identity and bad input at the API's edge: who may see what, and what a wrong request is told.
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
+import { connect } from 'nats';
 import { startPaddock, type ApiClient, type RunningPaddock } from '@paddock/testkit';
 
 let paddock: RunningPaddock;
@@ -121,4 +122,21 @@ test('bad input is a 4xx that says what to fix, and creates nothing', async () =
   const after = (await alice.request('GET', '/api/v1/executions')).body.items.length;
   assert.equal(after, before, 'no execution was created by a bad request');
   assert.equal((await fetch(`${paddock.url}/healthz`)).status, 200, 'the gateway is still healthy');
+});
+
+test('env values cross the bus sealed: the request on JetStream holds none in clear, the job gets them all', async () => {
+  const secret = `sk-live-${Date.now()}`;
+  const { id } = await alice.submit({ kind: 'shell', command: 'echo "$API_KEY" | wc -c', env: { API_KEY: secret } });
+  const final = await alice.waitFinal(id);
+  assert.equal(final.state, 'completed');
+  assert.equal((await alice.logs(id)).trim(), String(secret.length + 1));
+  const nc = await connect({ servers: paddock.natsUrl });
+  try {
+    const jsm = await nc.jetstreamManager();
+    const stored = await jsm.streams.getMessage('PADDOCK_EXECUTIONS', { last_by_subj: `paddock.v1.execution.${id}.requested` });
+    assert.ok(stored.data.length > 0);
+    assert.ok(!Buffer.from(stored.data).includes(Buffer.from(secret)), 'the value is not on the bus in clear');
+  } finally {
+    await nc.close();
+  }
 });

@@ -1,6 +1,7 @@
 import { ConflictError, NotFoundError } from '@paddock/errors';
 import { topics, type Bus } from '@paddock/bus';
 import type { ExecutionSpec } from '@paddock/proto';
+import { sealSpec } from '@paddock/secrets';
 import { withSpan, type Logger } from '@paddock/telemetry';
 import type { GatewayConfig } from '../config.js';
 import { newId } from '../ids.js';
@@ -80,9 +81,10 @@ export class ExecutionService {
    */
   async create(user: User, body: ExecutionRequest): Promise<ExecutionRow> {
     const request = normalizeRequest(body, this.config);
-    // An agent's provider keys may come from the owner's stored secrets; the request's own env wins.
-    const spec = toSpec(request, request.kind === 'agent' ? await this.secrets.values(user.id) : {});
     const id = newId();
+    // An agent's provider keys may come from the owner's stored secrets; the request's own env wins. What
+    // may be secret is sealed for the broker before the spec is stored or published.
+    const spec = sealSpec(toSpec(request, request.kind === 'agent' ? await this.secrets.values(user.id) : {}), this.secrets.box, id);
     // The root of the execution's trace: the scheduler and the broker continue it from the bus message.
     return withSpan('gateway.create_execution', { 'paddock.execution_id': id, 'paddock.owner': user.id }, async () => {
       const row = await this.store.insert(id, user.id, request, spec);

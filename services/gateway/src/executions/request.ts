@@ -102,6 +102,7 @@ export function toSpec(r: NormalizedRequest, secretEnv: Record<string, string> =
     network: r.network === 'bridge' ? NetworkMode.NETWORK_MODE_BRIDGE : NetworkMode.NETWORK_MODE_NONE,
     pidsLimit: 0,
     service: r.service,
+    sealed: Buffer.alloc(0),
     agent:
       r.kind === 'agent'
         ? { runtime: r.runtime ?? '', prompt: r.prompt ?? '', repoUrl: r.repo?.url ?? '', repoBranch: r.repo?.branch ?? '', repoToken: r.repo?.token ?? '' }

@@ -1,5 +1,5 @@
 import type { Pool } from '@paddock/db';
-import type { SecretBox } from './secretBox.js';
+import type { SecretBox } from '@paddock/secrets';
 
 export interface SecretInfo {
   name: string;
@@ -10,7 +10,8 @@ export interface SecretInfo {
 export class SecretStore {
   constructor(
     private readonly pool: Pool,
-    private readonly box: SecretBox,
+    /** Also seals what an execution's spec carries to the broker (sealSpec). */
+    readonly box: SecretBox,
   ) {}
 
   async put(ownerId: string, name: string, value: string): Promise<void> {

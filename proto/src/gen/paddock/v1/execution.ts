@@ -60,6 +60,12 @@ export interface ExecutionSpec {
     | undefined;
   /** Runs under the entrypoint (tmux session `agent`, sshd) and stays up after its work until cancelled. */
   service: boolean;
+  /**
+   * The env values and the repository token, sealed by the gateway (AES-256-GCM, bound to the execution
+   * id) for the broker: the bus and the scheduler never hold them in clear. env and agent.repo_token are
+   * empty when this is set.
+   */
+  sealed: Buffer;
 }
 
 export interface ExecutionSpec_FilesEntry {
@@ -130,6 +136,7 @@ function createBaseExecutionSpec(): ExecutionSpec {
     pidsLimit: 0,
     agent: undefined,
     service: false,
+    sealed: Buffer.alloc(0),
   };
 }
 
@@ -173,6 +180,9 @@ export const ExecutionSpec: MessageFns<ExecutionSpec> = {
     }
     if (message.service !== false) {
       writer.uint32(104).bool(message.service);
+    }
+    if (message.sealed.length !== 0) {
+      writer.uint32(114).bytes(message.sealed);
     }
     return writer;
   },
@@ -300,6 +310,14 @@ export const ExecutionSpec: MessageFns<ExecutionSpec> = {
             message.service = reader.bool();
             continue;
           }
+          case 14: {
+            if (tag !== 114) {
+              break;
+            }
+
+            message.sealed = Buffer.from(reader.bytes());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -348,6 +366,7 @@ export const ExecutionSpec: MessageFns<ExecutionSpec> = {
       ? AgentSpec.fromPartial(object.agent)
       : undefined;
     message.service = object.service ?? false;
+    message.sealed = object.sealed ?? Buffer.alloc(0);
     return message;
   },
 };

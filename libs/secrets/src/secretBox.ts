@@ -1,6 +1,6 @@
 import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { link, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 
 const KEY_BYTES = 32;
@@ -25,13 +25,23 @@ export class SecretBox {
     this.#key = key;
   }
 
-  /** The key from `file` (base64), created with mode 0600 at the first start. */
+  /**
+   * The key from `file` (base64), created with mode 0600 by whichever service starts first: the new key
+   * is written aside and linked into place, which fails if another process got there first, so every
+   * service ends up with the same key.
+   */
   static async fromFile(file: string): Promise<SecretBox> {
     if (!existsSync(file)) {
       await mkdir(dirname(file), { recursive: true });
-      const tmp = `${file}.${process.pid}.tmp`;
+      const tmp = `${file}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
       await writeFile(tmp, `${randomBytes(KEY_BYTES).toString('base64')}\n`, { mode: 0o600, flag: 'wx' });
-      await rename(tmp, file);
+      try {
+        await link(tmp, file);
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      } finally {
+        await rm(tmp, { force: true });
+      }
     }
     const key = Buffer.from((await readFile(file, 'utf8')).trim(), 'base64');
     if (key.length !== KEY_BYTES) throw new SecretKeyError(`${file} must hold ${KEY_BYTES} bytes in base64, found ${key.length}`);

@@ -1,0 +1,2 @@
+export { SecretBox, SecretKeyError } from './secretBox.js';
+export { sealSpec, unsealSpec } from './sealedSpec.js';
