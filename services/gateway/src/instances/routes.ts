@@ -1,6 +1,6 @@
 import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
 import { NotFoundError, UnauthorizedError } from '@paddock/errors';
-import { OutputStream } from '@paddock/proto';
+import { OutputStream, type AccessReply } from '@paddock/proto';
 import type { Logger } from '@paddock/telemetry';
 import { errorResponses } from '../errors.js';
 import type { ExecutionService } from '../executions/executionService.js';
@@ -170,11 +170,11 @@ export const instanceRoutes: FastifyPluginAsync<InstanceRoutesOptions> = async (
         const user = await terminalCaller(req);
         req.user = user;
         const row = await running(user, req.params.id);
-        (req as FastifyRequest & { access?: unknown }).access = await brokers.access(row.brokerId, row.id);
+        (req as FastifyRequest & { access?: AccessReply }).access = await brokers.access(row.brokerId, row.id);
       },
     },
     (socket, req) => {
-      const access = (req as FastifyRequest & { access?: import('@paddock/proto').AccessReply }).access;
+      const access = (req as FastifyRequest & { access?: AccessReply }).access;
       if (!access) throw new NotFoundError('instance', req.params.id);
       bridgeTerminal(socket, access, {
         executionId: req.params.id,
