@@ -75,8 +75,9 @@ export class InstanceStore {
     );
   }
 
-  async setSshPassword(executionId: string, password: string): Promise<void> {
-    await this.pool.query(`UPDATE broker_instances SET ssh_password = $2 WHERE execution_id = $1`, [executionId, password]);
+  /** `sealed`: the password sealed with the broker's key (base64); the column never holds it in clear. */
+  async setSshPassword(executionId: string, sealed: string): Promise<void> {
+    await this.pool.query(`UPDATE broker_instances SET ssh_password = $2 WHERE execution_id = $1`, [executionId, sealed]);
   }
 
   async containerCreated(executionId: string, containerId: string): Promise<void> {

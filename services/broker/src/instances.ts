@@ -50,6 +50,10 @@ interface Live {
 const MiB = 1024 * 1024;
 const IMAGE_INFO_TTL_MS = 5_000;
 
+function sshAssociated(executionId: string): string {
+  return `paddock.ssh.v1/${executionId}`;
+}
+
 function dockerStatus(err: unknown): number | undefined {
   return (err as { statusCode?: number })?.statusCode;
 }
@@ -137,7 +141,8 @@ export class InstanceManager {
       let sshPassword: string | undefined;
       if (hasSsh(spec)) {
         sshPassword = randomBytes(18).toString('base64url');
-        await this.store.setSshPassword(executionId, sshPassword);
+        // Kept sealed: the table holds nothing that logs in.
+        await this.store.setSshPassword(executionId, this.box.seal(sshPassword, sshAssociated(executionId)).toString('base64'));
       }
       const workspaceDir = this.config.workspaceMode === 'bind' ? await this.workspaces.prepare(executionId, spec.files) : undefined;
       live.workspaceDir = workspaceDir ?? null;
@@ -258,7 +263,8 @@ export class InstanceManager {
     if (!row || row.brokerId !== this.config.brokerId || row.state !== 'running' || !row.containerId) {
       throw new LaunchError(GrpcStatus.NOT_FOUND, `execution ${executionId} has no running instance on broker ${this.config.brokerId}`);
     }
-    return { container: this.docker.getContainer(row.containerId), sshPassword: row.sshPassword };
+    const sshPassword = row.sshPassword === null ? null : this.box.open(Buffer.from(row.sshPassword, 'base64'), sshAssociated(executionId));
+    return { container: this.docker.getContainer(row.containerId), sshPassword };
   }
 
   async access(executionId: string): Promise<AccessReply> {
