@@ -59,6 +59,8 @@ function carrierOf(h: MsgHdrs): Carrier {
  */
 export class Bus {
   private readonly consumers = new Set<ConsumerMessages>();
+  /** Run after a reconnect: each durable consumer makes sure it still exists. */
+  private readonly onReconnect = new Set<() => Promise<void>>();
 
   private constructor(
     readonly nc: NatsConnection,
@@ -76,15 +78,36 @@ export class Bus {
       waitOnFirstConnect: true,
       timeout: 5000,
     });
+    const jsm = await nc.jetstreamManager({ timeout: 10_000 });
+    const bus = new Bus(nc, nc.jetstream({ timeout: 10_000 }), jsm, opts.log);
     (async () => {
       for await (const s of nc.status()) {
         if (s.type === 'disconnect' || s.type === 'reconnect') opts.log.warn({ nats: s.type, data: s.data }, 'nats connection');
+        if (s.type === 'reconnect') void bus.recover();
       }
     })().catch(() => {});
-    const jsm = await nc.jetstreamManager({ timeout: 10_000 });
-    const bus = new Bus(nc, nc.jetstream({ timeout: 10_000 }), jsm, opts.log);
     await bus.ensureStreams();
     return bus;
+  }
+
+  /**
+   * After a reconnect: a NATS server that came back without its store has neither the streams nor the
+   * durable consumers, so both are made again (a no-op when they survived).
+   */
+  private async recover(): Promise<void> {
+    // JetStream may answer a moment after the connection is back: try for a minute.
+    for (let attempt = 0; attempt < 60 && !this.nc.isClosed(); attempt++) {
+      try {
+        await this.ensureStreams();
+        for (const hook of this.onReconnect) await hook();
+        this.log.info({ attempt, consumers: this.onReconnect.size }, 'streams and consumers restored after a reconnect');
+        return;
+      } catch (err) {
+        this.log.debug({ err, attempt }, 'restoring after a reconnect failed; trying again');
+        if (attempt === 59) this.log.warn({ err }, 'could not restore the streams and consumers after a reconnect');
+        await new Promise((r) => setTimeout(r, 1000));
+      }
+    }
   }
 
   private async ensureStreams(): Promise<void> {
@@ -175,13 +198,16 @@ export class Bus {
       ack_wait: nanos(opts.ackWaitMs ?? 30_000),
       max_ack_pending: 10_000,
     };
-    try {
-      await this.jsm.consumers.info(stream, opts.durable);
-      await this.jsm.consumers.update(stream, opts.durable, { ack_wait: config.ack_wait, max_ack_pending: config.max_ack_pending });
-    } catch (err) {
-      if (!isNotFound(err)) throw err;
-      await this.jsm.consumers.add(stream, config);
-    }
+    const ensureConsumer = async (): Promise<void> => {
+      try {
+        await this.jsm.consumers.info(stream, opts.durable);
+        await this.jsm.consumers.update(stream, opts.durable, { ack_wait: config.ack_wait, max_ack_pending: config.max_ack_pending });
+      } catch (err) {
+        if (!isNotFound(err)) throw err;
+        await this.jsm.consumers.add(stream, config);
+      }
+    };
+    await ensureConsumer();
 
     const concurrency = opts.concurrency ?? 32;
     const running = new Map<string, Promise<void>>();
@@ -241,9 +267,24 @@ export class Bus {
       }
     };
     const done = loop();
+    const restore = async (): Promise<void> => {
+      const exists = await this.jsm.consumers.info(stream, opts.durable).then(
+        () => true,
+        (err: unknown) => {
+          if (isNotFound(err)) return false;
+          throw err;
+        },
+      );
+      if (exists) return;
+      await ensureConsumer();
+      // The pull in progress belongs to the consumer that is gone: the loop starts over on the new one.
+      current?.stop();
+    };
+    this.onReconnect.add(restore);
     return {
       stop: async () => {
         stopped = true;
+        this.onReconnect.delete(restore);
         current?.stop();
         await done;
         await Promise.allSettled([...running.values()]);

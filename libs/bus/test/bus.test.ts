@@ -5,7 +5,7 @@ import { startNatsServer, type NatsServer } from '@paddock/testkit';
 import { ExecutionState } from '@paddock/proto';
 import { Bus, topics, subjectId, type Delivery } from '../src/index.js';
 
-const log = pino({ level: 'silent' });
+const log = pino({ level: process.env['BUS_TEST_LOG'] ?? 'silent' });
 let nats: NatsServer;
 
 before(async () => {
@@ -105,6 +105,35 @@ test('work published while nats-server restarts is not lost', async () => {
     await c.done;
     await sub.stop();
     assert.deepEqual(c.got.map((d) => d.id).sort(), ['r1', 'r2']);
+  } finally {
+    await bus.drain();
+  }
+});
+
+test('a consumer comes back when nats-server returns without its store: streams and consumer are made again', async () => {
+  const bus = await Bus.connect({ url: nats.url, name: 't5', log });
+  try {
+    // Earlier tests published on this subject too: wait for particular ids.
+    const seen = new Set<string>();
+    const waiters = new Map<string, () => void>();
+    const seenId = (id: string) => new Promise<void>((resolve) => (seen.has(id) ? resolve() : waiters.set(id, resolve)));
+    const sub = await bus.consume(topics.executionState, { durable: 'test-durable-5' }, async (d) => {
+      seen.add(d.id);
+      waiters.get(d.id)?.();
+    });
+    await bus.publish(topics.executionState, 'w1', state('w1', 1));
+    await seenId('w1');
+    await nats.restart({ wipe: true });
+    // The bus makes the streams again once it is reconnected.
+    for (let i = 0; ; i++) {
+      const back = await bus.jsm.streams.info('PADDOCK_EXECUTIONS').then(() => true, () => false);
+      if (back) break;
+      assert.ok(i < 300, 'the stream came back within 30 s');
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    await bus.publish(topics.executionState, 'w2', state('w2', 1), { msgId: 'w2', retryForMs: 30_000 });
+    await seenId('w2');
+    await sub.stop();
   } finally {
     await bus.drain();
   }

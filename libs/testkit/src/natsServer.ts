@@ -7,8 +7,8 @@ import { freePort } from './freePort.js';
 
 export interface NatsServer {
   readonly url: string;
-  /** Kills the server (SIGKILL) and starts it again on the same port and store. */
-  restart(): Promise<void>;
+  /** Kills the server (SIGKILL) and starts it again on the same port and store (or an empty one: `wipe`). */
+  restart(opts?: { wipe?: boolean }): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -38,8 +38,9 @@ export async function startNatsServer(): Promise<NatsServer> {
   await launch();
   return {
     url: `nats://127.0.0.1:${port}`,
-    restart: async () => {
+    restart: async (opts = {}) => {
       await kill('SIGKILL');
+      if (opts.wipe) await rm(dir, { recursive: true, force: true });
       await launch();
     },
     stop: async () => {
