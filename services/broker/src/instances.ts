@@ -45,6 +45,8 @@ interface Live {
   finishing: boolean;
   /** The host folder mounted at /workspace, when the workspace is one (PADDOCK_WORKSPACE_MODE=bind). */
   workspaceDir: string | null;
+  /** The time limit the deadline was set from, for the reason of a timeout. */
+  timeoutMs: number;
 }
 
 const MiB = 1024 * 1024;
@@ -111,6 +113,7 @@ export class InstanceManager {
       launching: null,
       finishing: false,
       workspaceDir: null,
+      timeoutMs: spec.timeoutMs,
     };
     this.live.set(executionId, live);
     const launching = this.provision(live, spec);
@@ -360,7 +363,7 @@ export class InstanceManager {
         detail = 'cancelled';
       } else if (live.stopCause === 'timed_out') {
         cause = ExitCause.EXIT_CAUSE_TIMED_OUT;
-        const limitS = Math.round((Number(info?.Config.Labels?.[labels.deadlineMs] ?? 0) - live.startedAtMs) / 1000);
+        const limitS = Math.round(live.timeoutMs / 1000);
         detail = limitS > 0 ? `timed out: the job ran longer than its ${limitS}s limit` : 'timed out';
       } else if (info?.State.OOMKilled) {
         cause = ExitCause.EXIT_CAUSE_OOM_KILLED;
@@ -517,6 +520,7 @@ export class InstanceManager {
       launching: null,
       finishing: false,
       workspaceDir: info.Mounts?.find((m) => m.Destination === WORKSPACE && m.Type === 'bind')?.Source ?? null,
+      timeoutMs: Math.max(0, Number(info.Config.Labels?.[labels.deadlineMs] ?? 0) - startedAtMs),
     };
     this.live.set(executionId, live);
     if (published !== 'ended') {
