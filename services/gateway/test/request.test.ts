@@ -244,7 +244,7 @@ test('the spec survives the wire: what is published decodes to the same values, 
   assert.equal(decoded.command, 'true');
 });
 
-// Found while writing these tests; they fail today and are kept as TODO until the product is fixed.
+// Found while writing these tests, and fixed.
 
 test(
   'a CPU share too small to express in milliCPUs is refused rather than sent as 0 (= no CPU limit in Docker)',
