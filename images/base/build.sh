@@ -24,7 +24,7 @@ fi
 
 mkdir -p "$cache"
 rootfs_tar="$cache/bookworm-minbase-$(echo "$packages $mirror" | sha256sum | cut -c1-12).tar"
-work="$(mktemp -d /var/tmp/paddock-base.XXXXXX)"
+work="$(mktemp -d --tmpdir=/var/tmp)"
 trap 'rm -rf "$work"' EXIT
 root="$work/rootfs"
 

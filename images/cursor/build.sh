@@ -5,16 +5,10 @@ set -euo pipefail
 image_name=cursor
 # shellcheck source=../lib/derive.sh
 source "$(dirname "$0")/../lib/derive.sh"
-tag=paddock/cursor:latest
 installer="${CURSOR_INSTALL_URL:-https://cursor.com/install}"
 
-ensure_base
-hash=$( { cat "$images_dir/lib/derive.sh" "$0"; echo "$installer"; base_id; } | sha256sum | cut -c1-16)
-if [ "${1:-}" != --force ] && up_to_date "$tag" "$hash"; then step "$tag is up to date ($hash)"; exit 0; fi
-
+begin_build "${1:-}" "$(cat "$0")" "$installer"
 require_reachable "$installer" "cursor-agent (Cursor's installer)"
-work=$(mktemp -d /var/tmp/paddock-image.XXXXXX)
-trap 'rm -rf "$work"' EXIT
 derive_image "$tag" "$hash" "$work" "
   set -e
   su agent -c 'curl -fsS $installer | bash'

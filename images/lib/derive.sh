@@ -55,6 +55,20 @@ derive_image() {
   step "built $tag ($(docker image inspect -f '{{.Size}}' "$tag" | awk '{printf "%.0f MB", $1/1e6}'))"
 }
 
+# begin_build FORCE INPUT...: starts the build of paddock/$image_name:latest. Builds the base first; sets
+# $tag, and $hash from this library, the INPUTs (texts) and the base image; stops here when the image is
+# up to date unless FORCE is --force; and makes $work, an empty folder removed at exit.
+begin_build() {
+  local force="$1"
+  shift
+  tag="paddock/$image_name:latest"
+  ensure_base
+  hash=$( { cat "$images_dir/lib/derive.sh"; printf '%s\n' "$@"; base_id; } | sha256sum | cut -c1-16)
+  if [ "$force" != --force ] && up_to_date "$tag" "$hash"; then step "$tag is up to date ($hash)"; exit 0; fi
+  work=$(mktemp -d --tmpdir=/var/tmp)
+  trap 'rm -rf "$work"' EXIT
+}
+
 # base_id: the base image's id, part of every derived image's inputs.
 base_id() {
   docker image inspect -f '{{.Id}}' paddock/base:latest

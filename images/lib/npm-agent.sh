@@ -6,14 +6,8 @@ set -euo pipefail
 image_name="$1" package="$2" version="$3" bin="$4" force="${5:-}"
 # shellcheck source=derive.sh
 source "$(dirname "${BASH_SOURCE[0]}")/derive.sh"
-tag="paddock/$image_name:latest"
 
-ensure_base
-hash=$( { echo "$package@$version $bin"; cat "$images_dir/lib/derive.sh" "$images_dir/lib/npm-agent.sh"; base_id; } | sha256sum | cut -c1-16)
-if [ "$force" != --force ] && up_to_date "$tag" "$hash"; then step "$tag is up to date ($hash)"; exit 0; fi
-
-work=$(mktemp -d /var/tmp/paddock-image.XXXXXX)
-trap 'rm -rf "$work"' EXIT
+begin_build "$force" "$package@$version $bin" "$(cat "$images_dir/lib/npm-agent.sh")"
 prefix="$work/opt/agents/$image_name"
 mkdir -p "$prefix" "$work/usr/local/bin"
 step "npm install $package@$version"

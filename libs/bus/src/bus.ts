@@ -16,7 +16,7 @@ import {
   type PubAck,
 } from 'nats';
 import { extractContext, injectContext, withSpan, type Carrier, type Logger } from '@paddock/telemetry';
-import { streams, subjectId, type Topic } from './subjects.js';
+import { streamOf, streams, subjectId, type Topic } from './subjects.js';
 
 export interface BusOptions {
   readonly url: string;
@@ -161,6 +161,17 @@ export class Bus {
     }
   }
 
+  /** The last message stored on `topic` for `id`, with its stream sequence; null when there is none. */
+  async lastStored<T>(topic: Topic<T>, id: string): Promise<{ seq: number; message: T } | null> {
+    try {
+      const stored = await this.jsm.streams.getMessage(streamOf(topic), { last_by_subj: topic.subject(id) });
+      return { seq: stored.seq, message: topic.type.decode(stored.data) };
+    } catch (err) {
+      if (isNotFound(err)) return null;
+      throw err;
+    }
+  }
+
   /** Fire-and-forget on core NATS (heartbeats); lost when nobody listens. */
   publishCore<T>(topic: Topic<T>, id: string, message: T): void {
     this.nc.publish(topic.subject(id), topic.type.encode(message).finish());
@@ -187,8 +198,7 @@ export class Bus {
    * Handlers must therefore be idempotent.
    */
   async consume<T>(topic: Topic<T>, opts: ConsumeOptions, handler: (d: Delivery<T>) => Promise<void>): Promise<Subscription> {
-    const stream = topic.stream;
-    if (!stream) throw new Error(`${topic.name} is not stored in a stream`);
+    const stream = streamOf(topic);
     const filter = topic.subject('*');
     const config = {
       durable_name: opts.durable,

@@ -25,6 +25,12 @@ export interface Topic<T> {
 
 export type StreamName = 'PADDOCK_EXECUTIONS' | 'PADDOCK_INSTANCES' | 'PADDOCK_OUTPUT';
 
+/** The stream a stored topic lives in; a core-NATS topic has none, which is a programming error here. */
+export function streamOf(topic: Topic<unknown>): StreamName {
+  if (!topic.stream) throw new Error(`${topic.name} is not stored in a stream`);
+  return topic.stream;
+}
+
 const ID = /^[A-Za-z0-9_-]+$/;
 
 function topic<T>(

@@ -3,8 +3,8 @@ import type { Container } from 'dockerode';
 import { randomBytes } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import { status as GrpcStatus } from '@grpc/grpc-js';
-import { topics, isNotFound, type Bus } from '@paddock/bus';
-import { ExitCause, OutputChunk, OutputStream, type AccessReply, type ExecOutput, type ExecRequest, type ExecutionSpec, type InstanceExited, type LaunchReply, type LaunchRequest } from '@paddock/proto';
+import { topics, type Bus } from '@paddock/bus';
+import { ExitCause, OutputStream, type AccessReply, type ExecOutput, type ExecRequest, type ExecutionSpec, type InstanceExited, type LaunchReply, type LaunchRequest } from '@paddock/proto';
 import { unsealSpec, type SecretBox } from '@paddock/secrets';
 import type { Logger } from '@paddock/telemetry';
 import { saveArtifacts, saveDirectoryArtifacts } from './artifacts.js';
@@ -538,19 +538,15 @@ export class InstanceManager {
   /** When the last output chunk of an execution was published; Infinity if its end was already marked. */
   /** How much of each stream the last process published, from the last chunk on the bus; 'ended' after eof. */
   private async publishedOffsets(executionId: string): Promise<StreamOffsets | 'ended'> {
-    try {
-      const stored = await this.bus.jsm.streams.getMessage('PADDOCK_OUTPUT', { last_by_subj: topics.output.subject(executionId) });
-      const chunk = OutputChunk.decode(stored.data);
-      if (chunk.eof) return 'ended';
-      return {
-        stdout: chunk.stdoutOffset + (chunk.stream === OutputStream.OUTPUT_STREAM_STDOUT ? chunk.data.length : 0),
-        stderr: chunk.stderrOffset + (chunk.stream === OutputStream.OUTPUT_STREAM_STDERR ? chunk.data.length : 0),
-      };
-    } catch (err) {
-      if (isNotFound(err)) return { stdout: 0, stderr: 0 };
-      throw err;
-    }
+    const last = (await this.bus.lastStored(topics.output, executionId))?.message;
+    if (!last) return { stdout: 0, stderr: 0 };
+    if (last.eof) return 'ended';
+    return {
+      stdout: last.stdoutOffset + (last.stream === OutputStream.OUTPUT_STREAM_STDOUT ? last.data.length : 0),
+      stderr: last.stderrOffset + (last.stream === OutputStream.OUTPUT_STREAM_STDERR ? last.data.length : 0),
+    };
   }
+
 
   /** Stops watching; the containers keep running and the next broker process adopts them. */
   async stop(): Promise<void> {

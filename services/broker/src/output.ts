@@ -22,7 +22,6 @@ export class OutputPublisher {
   private written = 0;
   private truncated = false;
   private failure: Error | null = null;
-  lastPublishedAtMs = 0;
 
   private ended = false;
   /** The job's bytes published (or queued) so far, per stream; a chunk carries them as its offsets. */
@@ -81,7 +80,6 @@ export class OutputPublisher {
         if (next.stream === OutputStream.OUTPUT_STREAM_STDOUT) this.offsets.stdout += next.bytes;
         if (next.stream === OutputStream.OUTPUT_STREAM_STDERR) this.offsets.stderr += next.bytes;
         await this.publish({ stream: next.stream, data: Buffer.concat(next.parts, next.bytes), atMs, eof: false, ...at });
-        this.lastPublishedAtMs = atMs;
       }
     } finally {
       this.flushing = null;

@@ -2,6 +2,7 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { connect } from 'nats';
+import { streamOf, topics } from '@paddock/bus';
 import { startPaddock, type ApiClient, type RunningPaddock } from '@paddock/testkit';
 
 let paddock: RunningPaddock;
@@ -133,7 +134,7 @@ test('env values cross the bus sealed: the request on JetStream holds none in cl
   const nc = await connect({ servers: paddock.natsUrl });
   try {
     const jsm = await nc.jetstreamManager();
-    const stored = await jsm.streams.getMessage('PADDOCK_EXECUTIONS', { last_by_subj: `paddock.v1.execution.${id}.requested` });
+    const stored = await jsm.streams.getMessage(streamOf(topics.executionRequested), { last_by_subj: topics.executionRequested.subject(id) });
     assert.ok(stored.data.length > 0);
     assert.ok(!Buffer.from(stored.data).includes(Buffer.from(secret)), 'the value is not on the bus in clear');
   } finally {

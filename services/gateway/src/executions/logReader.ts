@@ -1,9 +1,7 @@
 import { PassThrough, type Readable } from 'node:stream';
 import type { ConsumerMessages } from 'nats';
-import { isNotFound, topics, type Bus, type Subscription } from '@paddock/bus';
+import { streamOf, topics, type Bus, type Subscription } from '@paddock/bus';
 import { ExecutionState, OutputChunk } from '@paddock/proto';
-
-const STREAM = 'PADDOCK_OUTPUT';
 
 const FINAL = new Set([ExecutionState.EXECUTION_STATE_COMPLETED, ExecutionState.EXECUTION_STATE_FAILED, ExecutionState.EXECUTION_STATE_CANCELLED]);
 
@@ -15,14 +13,7 @@ const FINAL = new Set([ExecutionState.EXECUTION_STATE_COMPLETED, ExecutionState.
 export async function readOutput(bus: Bus, executionId: string, opts: { follow: boolean; isFinal: () => Promise<boolean> }): Promise<Readable> {
   const subject = topics.output.subject(executionId);
   const out = new PassThrough();
-  const lastSeq = async (): Promise<number> => {
-    try {
-      return (await bus.jsm.streams.getMessage(STREAM, { last_by_subj: subject })).seq;
-    } catch (err) {
-      if (isNotFound(err)) return 0;
-      throw err;
-    }
-  };
+  const lastSeq = async (): Promise<number> => (await bus.lastStored(topics.output, executionId))?.seq ?? 0;
 
   let endAt = opts.follow ? Infinity : await lastSeq();
   let delivered = 0;
@@ -52,7 +43,7 @@ export async function readOutput(bus: Bus, executionId: string, opts: { follow: 
     return out;
   }
   // nats-server 2.9 (Debian's) takes one filter subject per consumer: a string, not an array.
-  const consumer = await bus.js.consumers.get(STREAM, { filterSubjects: subject });
+  const consumer = await bus.js.consumers.get(streamOf(topics.output), { filterSubjects: subject });
   const iterator = await consumer.consume();
   messages = iterator;
   out.on('close', finish);
