@@ -66,6 +66,13 @@ export interface ExecutionSpec {
    * empty when this is set.
    */
   sealed: Buffer;
+  /**
+   * Files too large to travel on the bus, stored once by the gateway in the blob store and written into
+   * /workspace by the broker; keyed by a relative path like `files`, never both for one path.
+   */
+  fileRefs: { [key: string]: BlobRef };
+  /** A Python script stored the same way, used instead of `script` when set. */
+  scriptRef: BlobRef | undefined;
 }
 
 export interface ExecutionSpec_FilesEntry {
@@ -76,6 +83,18 @@ export interface ExecutionSpec_FilesEntry {
 export interface ExecutionSpec_EnvEntry {
   key: string;
   value: string;
+}
+
+export interface ExecutionSpec_FileRefsEntry {
+  key: string;
+  value: BlobRef | undefined;
+}
+
+/** Content in the blob store, addressed by its SHA-256. */
+export interface BlobRef {
+  /** Lowercase hex. */
+  sha256: string;
+  sizeBytes: number;
 }
 
 export interface AgentSpec {
@@ -137,6 +156,8 @@ function createBaseExecutionSpec(): ExecutionSpec {
     agent: undefined,
     service: false,
     sealed: Buffer.alloc(0),
+    fileRefs: {},
+    scriptRef: undefined,
   };
 }
 
@@ -183,6 +204,12 @@ export const ExecutionSpec: MessageFns<ExecutionSpec> = {
     }
     if (message.sealed.length !== 0) {
       writer.uint32(114).bytes(message.sealed);
+    }
+    globalThis.Object.entries(message.fileRefs).forEach(([key, value]: [string, BlobRef]) => {
+      ExecutionSpec_FileRefsEntry.encode({ key: key as any, value }, writer.uint32(122).fork()).join();
+    });
+    if (message.scriptRef !== undefined) {
+      BlobRef.encode(message.scriptRef, writer.uint32(130).fork()).join();
     }
     return writer;
   },
@@ -318,6 +345,25 @@ export const ExecutionSpec: MessageFns<ExecutionSpec> = {
             message.sealed = Buffer.from(reader.bytes());
             continue;
           }
+          case 15: {
+            if (tag !== 122) {
+              break;
+            }
+
+            const entry15 = ExecutionSpec_FileRefsEntry.decode(reader, reader.uint32());
+            if (entry15.value !== undefined) {
+              message.fileRefs[entry15.key] = entry15.value;
+            }
+            continue;
+          }
+          case 16: {
+            if (tag !== 130) {
+              break;
+            }
+
+            message.scriptRef = BlobRef.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -367,6 +413,18 @@ export const ExecutionSpec: MessageFns<ExecutionSpec> = {
       : undefined;
     message.service = object.service ?? false;
     message.sealed = object.sealed ?? Buffer.alloc(0);
+    message.fileRefs = (globalThis.Object.entries(object.fileRefs ?? {}) as [string, BlobRef][]).reduce(
+      (acc: { [key: string]: BlobRef }, [key, value]: [string, BlobRef]) => {
+        if (value !== undefined) {
+          acc[key] = BlobRef.fromPartial(value);
+        }
+        return acc;
+      },
+      {},
+    );
+    message.scriptRef = (object.scriptRef !== undefined && object.scriptRef !== null)
+      ? BlobRef.fromPartial(object.scriptRef)
+      : undefined;
     return message;
   },
 };
@@ -501,6 +559,142 @@ export const ExecutionSpec_EnvEntry: MessageFns<ExecutionSpec_EnvEntry> = {
     const message = createBaseExecutionSpec_EnvEntry();
     message.key = object.key ?? "";
     message.value = object.value ?? "";
+    return message;
+  },
+};
+
+function createBaseExecutionSpec_FileRefsEntry(): ExecutionSpec_FileRefsEntry {
+  return { key: "", value: undefined };
+}
+
+export const ExecutionSpec_FileRefsEntry: MessageFns<ExecutionSpec_FileRefsEntry> = {
+  encode(message: ExecutionSpec_FileRefsEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.value !== undefined) {
+      BlobRef.encode(message.value, writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ExecutionSpec_FileRefsEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseExecutionSpec_FileRefsEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.value = BlobRef.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create<I extends Exact<DeepPartial<ExecutionSpec_FileRefsEntry>, I>>(base?: I): ExecutionSpec_FileRefsEntry {
+    return ExecutionSpec_FileRefsEntry.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ExecutionSpec_FileRefsEntry>, I>>(object: I): ExecutionSpec_FileRefsEntry {
+    const message = createBaseExecutionSpec_FileRefsEntry();
+    message.key = object.key ?? "";
+    message.value = (object.value !== undefined && object.value !== null)
+      ? BlobRef.fromPartial(object.value)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseBlobRef(): BlobRef {
+  return { sha256: "", sizeBytes: 0 };
+}
+
+export const BlobRef: MessageFns<BlobRef> = {
+  encode(message: BlobRef, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.sha256 !== "") {
+      writer.uint32(10).string(message.sha256);
+    }
+    if (message.sizeBytes !== 0) {
+      writer.uint32(16).uint64(message.sizeBytes);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): BlobRef {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseBlobRef();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.sha256 = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.sizeBytes = longToNumber(reader.uint64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create<I extends Exact<DeepPartial<BlobRef>, I>>(base?: I): BlobRef {
+    return BlobRef.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<BlobRef>, I>>(object: I): BlobRef {
+    const message = createBaseBlobRef();
+    message.sha256 = object.sha256 ?? "";
+    message.sizeBytes = object.sizeBytes ?? 0;
     return message;
   },
 };

@@ -90,6 +90,11 @@ export interface BrokerHeartbeat {
   running: number;
   capacity: number;
   atMs: number;
+  /**
+   * Every execution this broker holds an instance for (launching, running or ending), so that the
+   * scheduler can reconcile its view with the broker's both ways and place work against the truth.
+   */
+  executionIds: string[];
 }
 
 export interface LaunchRequest {
@@ -501,7 +506,7 @@ export const OutputChunk: MessageFns<OutputChunk> = {
 };
 
 function createBaseBrokerHeartbeat(): BrokerHeartbeat {
-  return { brokerId: "", grpcAddress: "", providers: [], running: 0, capacity: 0, atMs: 0 };
+  return { brokerId: "", grpcAddress: "", providers: [], running: 0, capacity: 0, atMs: 0, executionIds: [] };
 }
 
 export const BrokerHeartbeat: MessageFns<BrokerHeartbeat> = {
@@ -523,6 +528,9 @@ export const BrokerHeartbeat: MessageFns<BrokerHeartbeat> = {
     }
     if (message.atMs !== 0) {
       writer.uint32(48).uint64(message.atMs);
+    }
+    for (const v of message.executionIds) {
+      writer.uint32(58).string(v!);
     }
     return writer;
   },
@@ -588,6 +596,14 @@ export const BrokerHeartbeat: MessageFns<BrokerHeartbeat> = {
             message.atMs = longToNumber(reader.uint64());
             continue;
           }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.executionIds.push(reader.string());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -611,6 +627,7 @@ export const BrokerHeartbeat: MessageFns<BrokerHeartbeat> = {
     message.running = object.running ?? 0;
     message.capacity = object.capacity ?? 0;
     message.atMs = object.atMs ?? 0;
+    message.executionIds = object.executionIds?.map((e) => e) || [];
     return message;
   },
 };

@@ -1,0 +1,1 @@
+export { BlobStore, BlobError } from './blobStore.js';
