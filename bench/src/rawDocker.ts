@@ -25,6 +25,9 @@ const DEFAULT_SPEC: ExecutionSpec = {
   agent: undefined,
   service: false,
   sealed: Buffer.alloc(0),
+  fileRefs: {},
+  scriptRef: undefined,
+  diskBytes: 0,
 };
 
 /**

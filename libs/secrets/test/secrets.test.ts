@@ -54,6 +54,9 @@ const spec: ExecutionSpec = {
   agent: { runtime: 'task', prompt: 'p', repoUrl: 'https://example.com/r.git', repoBranch: '', repoToken: 'ghp_secret' },
   service: false,
   sealed: Buffer.alloc(0),
+  fileRefs: {},
+  scriptRef: undefined,
+  diskBytes: 0,
 };
 
 test('a sealed spec carries no env value or token in clear, and opens back whole for its own execution only', () => {

@@ -36,6 +36,7 @@ export async function startBroker(config: BrokerConfig, log: Logger): Promise<St
       grpcAddress: grpc.address,
       providers: ['docker'],
       running: instances.running,
+      executionIds: instances.executionIds,
       capacity: config.capacity,
       atMs: Date.now(),
     });

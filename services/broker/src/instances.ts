@@ -88,6 +88,11 @@ export class InstanceManager {
     return this.live.size;
   }
 
+  /** Every execution this broker holds an instance for: launching, running or ending. */
+  get executionIds(): string[] {
+    return [...this.live.keys()];
+  }
+
   async launch(req: LaunchRequest): Promise<LaunchReply> {
     const { executionId, ownerId } = req;
     const spec = req.spec;

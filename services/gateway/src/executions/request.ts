@@ -103,6 +103,9 @@ export function toSpec(r: NormalizedRequest, secretEnv: Record<string, string> =
     pidsLimit: 0,
     service: r.service,
     sealed: Buffer.alloc(0),
+    fileRefs: {},
+    scriptRef: undefined,
+    diskBytes: 0,
     agent:
       r.kind === 'agent'
         ? { runtime: r.runtime ?? '', prompt: r.prompt ?? '', repoUrl: r.repo?.url ?? '', repoBranch: r.repo?.branch ?? '', repoToken: r.repo?.token ?? '' }

@@ -72,7 +72,11 @@ export interface ExecutionSpec {
    */
   fileRefs: { [key: string]: BlobRef };
   /** A Python script stored the same way, used instead of `script` when set. */
-  scriptRef: BlobRef | undefined;
+  scriptRef:
+    | BlobRef
+    | undefined;
+  /** The most /workspace may hold; 0 for no limit. A job that needs more ends failed, saying so. */
+  diskBytes: number;
 }
 
 export interface ExecutionSpec_FilesEntry {
@@ -158,6 +162,7 @@ function createBaseExecutionSpec(): ExecutionSpec {
     sealed: Buffer.alloc(0),
     fileRefs: {},
     scriptRef: undefined,
+    diskBytes: 0,
   };
 }
 
@@ -210,6 +215,9 @@ export const ExecutionSpec: MessageFns<ExecutionSpec> = {
     });
     if (message.scriptRef !== undefined) {
       BlobRef.encode(message.scriptRef, writer.uint32(130).fork()).join();
+    }
+    if (message.diskBytes !== 0) {
+      writer.uint32(136).uint64(message.diskBytes);
     }
     return writer;
   },
@@ -364,6 +372,14 @@ export const ExecutionSpec: MessageFns<ExecutionSpec> = {
             message.scriptRef = BlobRef.decode(reader, reader.uint32());
             continue;
           }
+          case 17: {
+            if (tag !== 136) {
+              break;
+            }
+
+            message.diskBytes = longToNumber(reader.uint64());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -425,6 +441,7 @@ export const ExecutionSpec: MessageFns<ExecutionSpec> = {
     message.scriptRef = (object.scriptRef !== undefined && object.scriptRef !== null)
       ? BlobRef.fromPartial(object.scriptRef)
       : undefined;
+    message.diskBytes = object.diskBytes ?? 0;
     return message;
   },
 };
