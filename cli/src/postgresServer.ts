@@ -11,6 +11,10 @@ const OPTIONS = { dir: { type: 'string' }, port: { type: 'string' } } as const s
  * finished with it; `paddock up` starts this process in a group of its own and stops it last.
  * Prints `{"url": ...}` on stdout once the database accepts connections, PostgreSQL's log on stderr, and
  * stops the server on SIGTERM/SIGINT or when its stdin closes (`paddock up` is gone).
+ *
+ * When the server dies under it (killed, out of memory), this process exits 1 at once, so that `paddock up`
+ * starts it again on the same data and port. When this process itself is killed and leaves the server
+ * running, the next one stops that server first (see startEmbeddedPostgres).
  */
 export const postgresServer: Command = {
   name: '__postgres',
@@ -38,8 +42,13 @@ export const postgresServer: Command = {
       return 1;
     }
     ctx.stdout.write(`${JSON.stringify({ url: db.url })}\n`);
-    await stopRequested;
+    const ended = await Promise.race([stopRequested.then(() => undefined), db.exited]);
     unsubscribe();
+    if (ended !== undefined) {
+      const how = ended.signal !== null ? `was killed by ${ended.signal}` : `exited with status ${ended.code}`;
+      ctx.stderr.write(`PostgreSQL server pid ${db.pid} ${how}; exiting so that it is started again\n`);
+      return 1;
+    }
     await db.stop();
     return 0;
   },

@@ -1,5 +1,5 @@
 import { existsSync } from 'node:fs';
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from './args.js';
@@ -26,8 +26,11 @@ export const up: Command = {
 
 Runs Paddock on this machine in the foreground: PostgreSQL (embedded, unless DATABASE_URL is set), a NATS
 server (unless NATS_URL is set or one already listens on PADDOCK_NATS_PORT), and the scheduler, broker
-and gateway services, each restarted if it exits. Logs go to the terminal and to PADDOCK_HOME/logs/.
-Ctrl-C stops everything in order; a second Ctrl-C kills what is left.
+and gateway services. Whatever of these dies (even killed -9) is started again after a short delay that
+grows while it keeps dying: PostgreSQL on the same data and port, nats-server with its JetStream store.
+A service whose PostgreSQL or NATS is down waits for it meanwhile instead of exiting.
+Logs go to the terminal and to PADDOCK_HOME/logs/. Ctrl-C stops everything in order (services, then
+NATS, then PostgreSQL); a second Ctrl-C kills what is left.
 
 Environment:
   PADDOCK_HOME       state directory (default ~/.paddock)
@@ -126,10 +129,12 @@ class Stack {
 
   async #startPostgres(): Promise<string> {
     const { postgresPort } = this.#config;
-    if (await canConnect('127.0.0.1', postgresPort)) {
+    const dataDir = await postgresDir(this.#config.postgresDir);
+    // A `paddock up` killed with everything it ran (kill -9 of its process group) leaves its PostgreSQL
+    // running on this data and port: `__postgres` stops that one, or refuses if its starter is still alive.
+    if ((await canConnect('127.0.0.1', postgresPort)) && !(await serverOnDataDir(dataDir, postgresPort))) {
       throw new CommandError(`port ${postgresPort} for the embedded PostgreSQL is taken (another \`paddock up\`?); set PADDOCK_DB_PORT, or DATABASE_URL to use that database`);
     }
-    const dataDir = await postgresDir(this.#config.postgresDir);
     this.#say(`starting PostgreSQL on port ${postgresPort} (data in ${dataDir}, log in ${this.#logs.path('postgres')})`);
     let url: string | undefined;
     let failure: Error | undefined;
@@ -147,8 +152,10 @@ class Stack {
           isReady: () => url !== undefined,
           fail: (err) => (failure = err),
           onStdout: (line) => {
-            url ??= parseUrlLine(line);
-            if (url === undefined) this.#logs.write('postgres', line);
+            const announced = parseUrlLine(line);
+            if (announced === undefined) this.#logs.write('postgres', line);
+            else if (url === undefined) url = announced;
+            else this.#say(`PostgreSQL is back on port ${postgresPort}`);
           },
         }),
       },
@@ -305,6 +312,20 @@ class Stack {
 
 function serviceMain(repoRoot: string, name: string): string {
   return join(repoRoot, 'services', name, 'dist', 'src', 'main.js');
+}
+
+/** Whether a live PostgreSQL server of `dir` (by its postmaster.pid: pid on line 1, port on line 4) holds `port`. */
+async function serverOnDataDir(dir: string, port: number): Promise<boolean> {
+  const lock = (await readFile(join(dir, 'data', 'postmaster.pid'), 'utf8').catch(() => '')).split('\n');
+  const pid = Number(lock[0]);
+  if (!Number.isInteger(pid) || pid <= 0 || Number(lock[3]) !== port) return false;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    // EPERM: it runs, as another user (PostgreSQL runs as `postgres` when Paddock runs as root).
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
 }
 
 function parseUrlLine(line: string): string | undefined {

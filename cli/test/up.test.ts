@@ -1,9 +1,11 @@
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { after, before, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { canConnect } from '../src/canConnect.js';
@@ -58,6 +60,12 @@ async function freePort(): Promise<number> {
 
 async function until(condition: () => boolean): Promise<void> {
   while (!condition()) await sleep(20);
+}
+
+/** Whether `pid` still runs: a zombie (killed, and not yet collected by its new parent) does not. */
+async function stillRuns(pid: number): Promise<boolean> {
+  const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => undefined);
+  return stat !== undefined && !/^\d+ \(.*\) Z/.test(stat);
 }
 
 function alive(pid: number): boolean {
@@ -135,4 +143,44 @@ test('up says which service is not built', async () => {
   const { ctx, out } = testContext({ PADDOCK_HOME: join(dir, 'home-unbuilt') }, { repoRoot: join(dir, 'nowhere') });
   assert.equal(await runCli(ctx, ['up']), 1);
   assert.match(out.stderr, /paddock: services\/scheduler is not built/);
+});
+
+test('up takes over from a PostgreSQL that an earlier, killed run left on its data and port', { timeout: 90_000 }, async (t) => {
+  const home = join(dir, 'home-orphan');
+  const [httpPort, dbPort, natsPort] = [await freePort(), await freePort(), await freePort()];
+  // The earlier run: its `__postgres` is killed -9 together with `up`, and its server stays behind.
+  const earlier = spawn(process.execPath, [fileURLToPath(new URL('../src/main.js', import.meta.url)), '__postgres', '--dir', join(home, 'postgres'), '--port', String(dbPort)], {
+    stdio: ['pipe', 'pipe', 'ignore'],
+  });
+  let announced = '';
+  earlier.stdout.setEncoding('utf8').on('data', (chunk: string) => (announced += chunk));
+  await until(() => announced.includes('"url"') || earlier.exitCode !== null);
+  const lock = await readFile(join(home, 'postgres', 'data', 'postmaster.pid'), 'utf8');
+  const orphan = Number(lock.split('\n')[0]);
+  earlier.kill('SIGKILL');
+  await new Promise((resolve) => earlier.once('exit', resolve));
+  // Whatever fails below, the server left behind must not outlive the test.
+  t.after(async () => {
+    if (await stillRuns(orphan)) process.kill(orphan, 'SIGKILL');
+  });
+  assert.ok((await stillRuns(orphan)) && (await canConnect('127.0.0.1', dbPort)), 'the earlier server still runs');
+
+  const { ctx, out, interrupts } = testContext(
+    { PATH: process.env['PATH'], PADDOCK_HOME: home, PADDOCK_PORT: String(httpPort), PADDOCK_DB_PORT: String(dbPort), PADDOCK_NATS_PORT: String(natsPort) },
+    { repoRoot: repo },
+  );
+  const running = runCli(ctx, ['up']);
+  t.after(async () => {
+    interrupts.emit('SIGINT');
+    await running;
+  });
+  await until(() => out.stdout.includes('Paddock is up') || /^paddock: /m.test(out.stderr));
+  assert.ok(out.stdout.includes('Paddock is up'), out.stdout + out.stderr);
+  assert.equal(await stillRuns(orphan), false);
+  assert.match(await readFile(join(home, 'logs', 'postgres.log'), 'utf8'), new RegExp(`stopping PostgreSQL server pid ${orphan}, which its starter \\(pid ${earlier.pid}\\) left running`));
+  assert.ok(await canConnect('127.0.0.1', dbPort));
+
+  interrupts.emit('SIGINT');
+  assert.equal(await running, 0);
+  assert.equal(await canConnect('127.0.0.1', dbPort), false);
 });

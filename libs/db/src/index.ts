@@ -1,3 +1,4 @@
 export { createPool, type Pool } from './pool.js';
 export { migrate, MigrationChangedError } from './migrate.js';
-export { startEmbeddedPostgres, type EmbeddedDatabase } from './embedded.js';
+export { waitForDatabase, databaseAddress, DatabaseRefusedError, type WaitForDatabaseOptions, type WaitLog } from './waitForDatabase.js';
+export { startEmbeddedPostgres, DataDirectoryInUseError, OrphanedServerError, type EmbeddedDatabase, type ServerExit } from './embedded.js';

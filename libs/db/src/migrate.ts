@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Pool } from './pool.js';
+import { waitForDatabase, type WaitForDatabaseOptions } from './waitForDatabase.js';
 
 /** A migration that was applied has been edited since: the database no longer matches the file. */
 export class MigrationChangedError extends Error {
@@ -17,8 +18,11 @@ export class MigrationChangedError extends Error {
 /**
  * Applies a service's SQL migrations (files named NNN_name.sql, in name order), each once and in its own
  * transaction. Services migrate at start; an advisory lock keeps two replicas from racing.
+ * It first waits for PostgreSQL (see waitForDatabase), so a service started before its database, or
+ * restarted while the database restarts, waits for it instead of exiting.
  */
-export async function migrate(pool: Pool, service: string, dir: string): Promise<string[]> {
+export async function migrate(pool: Pool, service: string, dir: string, wait: WaitForDatabaseOptions = {}): Promise<string[]> {
+  await waitForDatabase(pool, wait);
   const files = (await readdir(dir)).filter((f) => f.endsWith('.sql')).sort();
   const client = await pool.connect();
   const applied: string[] = [];
