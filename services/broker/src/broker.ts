@@ -1,12 +1,15 @@
 import { fileURLToPath } from 'node:url';
 import Docker from 'dockerode';
+import { BlobStore } from '@paddock/blobs';
 import { Bus, topics } from '@paddock/bus';
 import { createPool, migrate } from '@paddock/db';
 import { SecretBox } from '@paddock/secrets';
 import type { Logger } from '@paddock/telemetry';
 import type { BrokerConfig } from './config.js';
-import { InstanceManager } from './instances.js';
+import { InstanceManager } from './lifecycle/instanceManager.js';
 import { InstanceStore } from './instanceStore.js';
+import { DockerProvider } from './providers/docker/dockerProvider.js';
+import { RetentionCleaner } from './retention.js';
 import { startGrpcServer } from './server.js';
 
 export const MIGRATIONS_DIR = fileURLToPath(new URL('../../migrations/', import.meta.url));
@@ -14,6 +17,7 @@ export const MIGRATIONS_DIR = fileURLToPath(new URL('../../migrations/', import.
 export interface StartedBroker {
   readonly grpcAddress: string;
   readonly instances: InstanceManager;
+  readonly retention: RetentionCleaner;
   /** Idempotent; containers keep running for the next broker process to adopt. */
   stop(): Promise<void>;
 }
@@ -23,18 +27,33 @@ export async function startBroker(config: BrokerConfig, log: Logger): Promise<St
   if (!config.databaseUrl) throw new Error('DATABASE_URL is required');
   const docker = new Docker({ socketPath: config.dockerSocket });
   await docker.ping();
+  const provider = new DockerProvider(docker, {
+    imagesDir: config.imagesDir,
+    workspaceMode: config.workspaceMode,
+    workspacesDir: config.workspacesDir,
+    sshHost: config.sshHost,
+  });
   const pool = createPool(config.databaseUrl, { name: 'paddock-broker' });
   await migrate(pool, 'broker', MIGRATIONS_DIR);
   const bus = await Bus.connect({ url: config.natsUrl, name: `paddock-broker-${config.brokerId}`, log });
-  const instances = new InstanceManager(docker, bus, new InstanceStore(pool), config, log, await SecretBox.fromFile(config.secretKeyFile));
+  const store = new InstanceStore(pool);
+  const blobs = new BlobStore(config.blobsDir);
+  const instances = new InstanceManager(provider, bus, store, blobs, config, log, await SecretBox.fromFile(config.secretKeyFile));
   await instances.reconcile();
+  const reconciling = setInterval(
+    () => void instances.reconcile().catch((err: unknown) => log.warn({ err }, 'reconciliation failed; the next one retries')),
+    config.reconcileIntervalMs,
+  );
+  reconciling.unref();
+  const retention = new RetentionCleaner(store, blobs, { brokerId: config.brokerId, artifactsDir: config.artifactsDir, retentionMs: config.retentionMs }, log);
+  retention.start();
   const grpc = await startGrpcServer(instances, { host: config.grpcHost, port: config.grpcPort, log });
 
   const beat = () =>
     bus.publishCore(topics.brokerHeartbeat, config.brokerId, {
       brokerId: config.brokerId,
       grpcAddress: grpc.address,
-      providers: ['docker'],
+      providers: [provider.name],
       running: instances.running,
       executionIds: instances.executionIds,
       capacity: config.capacity,
@@ -48,11 +67,14 @@ export async function startBroker(config: BrokerConfig, log: Logger): Promise<St
   return {
     grpcAddress: grpc.address,
     instances,
+    retention,
     stop: () =>
       (stopped ??= (async () => {
         clearInterval(heartbeat);
+        clearInterval(reconciling);
         await grpc.stop();
         await instances.stop();
+        await retention.stop();
         await bus.drain();
         await pool.end().catch(() => {});
       })()),

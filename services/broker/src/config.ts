@@ -32,7 +32,17 @@ export interface BrokerConfig extends CommonConfig {
   readonly workspacesDir: string;
   /** The key the gateway seals specs' secrets with (the same file, shared through PADDOCK_HOME). */
   readonly secretKeyFile: string;
+  /** The blob store the gateway writes large inputs to (the same folder, shared through PADDOCK_HOME). */
+  readonly blobsDir: string;
+  /** How long artifacts, ended instances' rows and unused blobs are kept. */
+  readonly retentionMs: number;
+  /** How long a provider failure that may pass (an engine 5xx, a timeout) is retried, from the first attempt. */
+  readonly provisionRetryMs: number;
+  /** How often the provider's instances and the table are brought back in line. */
+  readonly reconcileIntervalMs: number;
 }
+
+const DAY_MS = 24 * 60 * 60 * 1000;
 
 function workspaceMode(value: string): 'bind' | 'archive' {
   if (value !== 'bind' && value !== 'archive') throw new ConfigError('PADDOCK_WORKSPACE_MODE', `must be bind or archive, got "${value}"`);
@@ -61,6 +71,10 @@ export function brokerConfig(env: Env): BrokerConfig {
     workspaceMode: workspaceMode(read.string('PADDOCK_WORKSPACE_MODE', process.getuid?.() === 0 ? 'bind' : 'archive')),
     workspacesDir: read.string('PADDOCK_WORKSPACES_DIR', `${common.home}/workspaces`),
     secretKeyFile: read.string('PADDOCK_SECRET_KEY_FILE', `${common.home}/secret-key`),
+    blobsDir: read.string('PADDOCK_BLOBS_DIR', `${common.home}/blobs`),
+    retentionMs: read.int('PADDOCK_RETENTION_DAYS', 30, { min: 1, max: 36_500 }) * DAY_MS,
+    provisionRetryMs: read.int('PADDOCK_PROVISION_RETRY_MS', 5_000, { max: 60_000 }),
+    reconcileIntervalMs: read.int('PADDOCK_RECONCILE_INTERVAL_MS', 30_000, { min: 1_000 }),
   };
   return Object.freeze(config);
 }

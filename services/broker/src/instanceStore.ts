@@ -1,7 +1,8 @@
 import type { Pool } from '@paddock/db';
 
 export type InstanceState = 'provisioning' | 'running' | 'ended';
-export type StopCause = 'cancelled' | 'timed_out';
+/** Why Paddock stopped a job: asked to, past its time limit, or its workspace full at its disk limit. */
+export type StopCause = 'cancelled' | 'timed_out' | 'disk_full';
 
 export interface InstanceRow {
   executionId: string;
@@ -99,6 +100,16 @@ export class InstanceStore {
 
   async ended(executionId: string): Promise<void> {
     await this.pool.query(`UPDATE broker_instances SET state = 'ended' WHERE execution_id = $1`, [executionId]);
+  }
+
+  /** Deletes the rows of this broker's executions that ended before `beforeMs`; returns how many. */
+  async removeEndedBefore(brokerId: string, beforeMs: number): Promise<number> {
+    const r = await this.pool.query(
+      `DELETE FROM broker_instances WHERE broker_id = $1 AND state = 'ended'
+       AND COALESCE(finished_at_ms, (EXTRACT(EPOCH FROM created_at) * 1000)::BIGINT) < $2`,
+      [brokerId, beforeMs],
+    );
+    return r.rowCount ?? 0;
   }
 
   async live(brokerId: string): Promise<InstanceRow[]> {

@@ -1,9 +1,33 @@
 import { randomUUID } from 'node:crypto';
 import { OutputStream, type OutputChunk } from '@paddock/proto';
-import type { StreamOffsets } from './docker/demux.js';
 import { topics, type Bus } from '@paddock/bus';
+import type { OutputFrame } from './provider/provider.js';
 
 const MAX_CHUNK_BYTES = 256 * 1024;
+
+/** Bytes of each of the job's streams. */
+export interface StreamOffsets {
+  stdout: number;
+  stderr: number;
+}
+
+/**
+ * Drops the first `skip.stdout` bytes of stdout and `skip.stderr` bytes of stderr, passing on the rest:
+ * a job's output read from its start, minus what was published before a crash.
+ */
+export async function* skipPublished(skip: StreamOffsets, frames: AsyncIterable<OutputFrame>): AsyncGenerator<OutputFrame> {
+  const left = { ...skip };
+  for await (const frame of frames) {
+    const key = frame.stream === OutputStream.OUTPUT_STREAM_STDERR ? 'stderr' : 'stdout';
+    if (left[key] >= frame.data.length) {
+      left[key] -= frame.data.length;
+      continue;
+    }
+    const rest = left[key] > 0 ? frame.data.subarray(left[key]) : frame.data;
+    left[key] = 0;
+    yield { stream: frame.stream, data: rest };
+  }
+}
 
 interface Pending {
   stream: OutputStream;

@@ -1,7 +1,8 @@
 import { Metadata, Server, ServerCredentials, status, type ServerUnaryCall, type ServerWritableStream, type sendUnaryData } from '@grpc/grpc-js';
 import { BrokerService, type BrokerServer, type ExecOutput, type ExecRequest } from '@paddock/proto';
 import { extractContext, withSpan, type Carrier, type Logger } from '@paddock/telemetry';
-import { LaunchError, type InstanceManager } from './instances.js';
+import type { InstanceManager } from './lifecycle/instanceManager.js';
+import { LaunchError } from './lifecycle/launchError.js';
 
 function metadataCarrier(md: Metadata): Carrier {
   return {
@@ -45,13 +46,22 @@ export async function startGrpcServer(
     exec: (call: ServerWritableStream<ExecRequest, ExecOutput>) => {
       const parent = extractContext(metadataCarrier(call.metadata));
       const executionId = call.request.executionId;
+      // A caller that goes away (cancels, disconnects) ends the command: nobody would read what it writes.
+      const gone = new AbortController();
+      call.once('cancelled', () => gone.abort());
+      call.once('close', () => gone.abort());
+      const whenGone = new Promise<void>((resolve) => gone.signal.addEventListener('abort', () => resolve(), { once: true }));
       withSpan('broker.Exec', { 'paddock.execution_id': executionId }, async () => {
-        for await (const out of instances.exec(call.request)) {
-          if (call.cancelled) return;
-          if (!call.write(out)) await new Promise((resolve) => call.once('drain', resolve));
+        for await (const out of instances.exec(call.request, gone.signal)) {
+          if (gone.signal.aborted) return;
+          // The caller reads slower than the command writes: wait until gRPC's buffer drains, so the
+          // command's output stays in the engine's pipe (which blocks the command) instead of in memory here.
+          if (!call.write(out)) await Promise.race([new Promise((resolve) => call.once('drain', resolve)), whenGone]);
         }
       }, parent).then(
-        () => call.end(),
+        () => {
+          if (!gone.signal.aborted) call.end();
+        },
         (err: unknown) => {
           if (err instanceof LaunchError) return call.destroy(Object.assign(new Error(err.details), { code: err.code, details: err.details }));
           opts.log.error({ err, executionId }, 'Exec failed');

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import Docker from 'dockerode';
 import { artifactPath, saveArtifacts } from '../src/artifacts.js';
-import { labels } from '../src/docker/labels.js';
+import { labels } from '../src/providers/docker/labels.js';
 import { removeContainersOf } from './support/containers.js';
 
 const docker = new Docker({ socketPath: process.env['DOCKER_SOCKET'] ?? '/var/run/docker.sock' });

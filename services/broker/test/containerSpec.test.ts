@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { ExecutionKind, ExecutionSpec, NetworkMode } from '@paddock/proto';
-import { containerSpec, type ContainerSpecInput } from '../src/docker/containerSpec.js';
+import { containerSpec, type ContainerSpecInput } from '../src/providers/docker/containerSpec.js';
 
 const MiB = 1024 * 1024;
 
@@ -67,6 +67,7 @@ test('labels name the execution, its owner, the broker and the deadline, so a re
     'io.paddock.owner': 'alice',
     'io.paddock.broker-id': 'broker-7',
     'io.paddock.deadline-ms': '1234',
+    'io.paddock.disk-bytes': '0',
   });
   assert.equal(c.name, 'paddock-exec-42');
 });

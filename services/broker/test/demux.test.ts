@@ -1,7 +1,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { Readable } from 'node:stream';
 import { OutputStream } from '@paddock/proto';
-import { DockerDemuxer, skippingPublished } from '../src/docker/demux.js';
+import { skipPublished } from '../src/output.js';
+import { demuxFrames, DockerDemuxer } from '../src/providers/docker/demux.js';
 
 function frame(type: 1 | 2, payload: string | Buffer): Buffer {
   const data = typeof payload === 'string' ? Buffer.from(payload) : payload;
@@ -71,11 +73,25 @@ test('nothing is emitted for an incomplete frame until the rest arrives', () => 
   assert.deepEqual(got, ['hello']);
 });
 
-test('a log read from the start skips, per stream, exactly the bytes published before', () => {
+test('a log read from the start skips, per stream, exactly the bytes published before', async () => {
   const got: string[] = [];
-  const onFrame = skippingPublished({ stdout: 8, stderr: 4 }, (s, d) => got.push(`${s === OutputStream.OUTPUT_STREAM_STDERR ? 'err' : 'out'}:${d.toString()}`));
-  const demux = new DockerDemuxer(onFrame);
-  demux.push(Buffer.concat([frame(1, 'line-1\n'), frame(2, 'e-1\n'), frame(1, 'line-2\n'), frame(2, 'e-2\n'), frame(1, 'line-3\n')]));
+  const log = Buffer.concat([frame(1, 'line-1\n'), frame(2, 'e-1\n'), frame(1, 'line-2\n'), frame(2, 'e-2\n'), frame(1, 'line-3\n')]);
+  // Split across reads at awkward places, as a socket delivers it.
+  const reads = [log.subarray(0, 5), log.subarray(5, 21), log.subarray(21)];
+  for await (const f of skipPublished({ stdout: 8, stderr: 4 }, demuxFrames(Readable.from(reads)))) {
+    got.push(`${f.stream === OutputStream.OUTPUT_STREAM_STDERR ? 'err' : 'out'}:${f.data.toString()}`);
+  }
   // stdout: 'line-1\n' (7) is skipped whole, then 1 byte of 'line-2\n'; stderr: 'e-1\n' (4) whole.
   assert.deepEqual(got, ['out:ine-2\n', 'err:e-2\n', 'out:line-3\n']);
+});
+
+test('frames keep their bytes: a multibyte character split across reads arrives whole once the frames are joined', async () => {
+  const text = '€uro – ünïcödé ✓ '.repeat(500);
+  const log = frame(1, Buffer.from(text, 'utf8'));
+  const reads: Buffer[] = [];
+  // Reads of 7 bytes cut most characters in half.
+  for (let i = 0; i < log.length; i += 7) reads.push(log.subarray(i, i + 7));
+  const parts: Buffer[] = [];
+  for await (const f of demuxFrames(Readable.from(reads))) parts.push(f.data);
+  assert.equal(Buffer.concat(parts).toString('utf8'), text);
 });

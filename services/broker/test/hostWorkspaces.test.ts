@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { saveDirectoryArtifacts } from '../src/artifacts.js';
-import { HostWorkspaces } from '../src/hostWorkspaces.js';
+import { HostWorkspaces } from '../src/providers/docker/hostWorkspaces.js';
 
 let root: string;
 
@@ -20,14 +20,14 @@ after(async () => {
 
 test('a workspace holds the request files, owned by the job user, and replaces what an earlier attempt left', async () => {
   const workspaces = new HostWorkspaces(join(root, 'workspaces'));
-  const dir = await workspaces.prepare('ex1', { 'a/b/c.txt': Buffer.from('deep'), 'top.txt': Buffer.from('top') });
+  const dir = await workspaces.prepare('ex1', { 'a/b/c.txt': Buffer.from('deep'), 'top.txt': Buffer.from('top') }, 0);
   assert.equal(await readFile(join(dir, 'a/b/c.txt'), 'utf8'), 'deep');
   for (const path of ['', 'a', 'a/b', 'a/b/c.txt', 'top.txt']) {
     const info = await stat(join(dir, path));
     assert.deepEqual([info.uid, info.gid], [1000, 1000], path || '.');
   }
   await writeFile(join(dir, 'stale.txt'), 'from before');
-  await workspaces.prepare('ex1', {});
+  await workspaces.prepare('ex1', {}, 0);
   await assert.rejects(stat(join(dir, 'stale.txt')));
   await workspaces.remove('ex1');
   await assert.rejects(stat(dir));
@@ -36,7 +36,7 @@ test('a workspace holds the request files, owned by the job user, and replaces w
 test('paths that would leave the workspace, and ids that are not folder names, are refused', async () => {
   const workspaces = new HostWorkspaces(join(root, 'workspaces'));
   for (const path of ['../escape', 'a/../../b', '/etc/x', 'a//b', './a']) {
-    await assert.rejects(workspaces.prepare('ex2', { [path]: Buffer.from('x') }), /must be relative and stay inside/, path);
+    await assert.rejects(workspaces.prepare('ex2', { [path]: Buffer.from('x') }, 0), /must be relative and stay inside/, path);
   }
   assert.throws(() => workspaces.pathOf('../etc'), /cannot name a folder/);
 });

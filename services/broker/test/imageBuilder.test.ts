@@ -4,7 +4,7 @@ import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { ImageBuilder } from '../src/docker/imageBuilder.js';
+import { ImageBuilder } from '../src/providers/docker/imageBuilder.js';
 
 let dir: string;
 

@@ -7,7 +7,7 @@ import { topics } from '@paddock/bus';
 import { ExecutionKind, ExecutionSpec, ExitCause, NetworkMode, OutputStream } from '@paddock/proto';
 import { artifactPath } from '../src/artifacts.js';
 import type { StartedBroker } from '../src/broker.js';
-import { LaunchError } from '../src/instances.js';
+import { LaunchError } from '../src/lifecycle/launchError.js';
 import { containersOf } from './support/containers.js';
 import { exitedOf, outputOf, startedOf, storedCount, textOf } from './support/jetstream.js';
 import { shellSpec } from './support/specs.js';

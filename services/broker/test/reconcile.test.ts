@@ -6,7 +6,7 @@ import { createPool, migrate } from '@paddock/db';
 import { ExitCause, OutputStream, type ExecutionSpec } from '@paddock/proto';
 import { artifactPath } from '../src/artifacts.js';
 import { MIGRATIONS_DIR } from '../src/broker.js';
-import { containerSpec } from '../src/docker/containerSpec.js';
+import { containerSpec } from '../src/providers/docker/containerSpec.js';
 import { InstanceStore } from '../src/instanceStore.js';
 import { startBrokerProcess, type BrokerProcess } from './support/brokerProcess.js';
 import { containersOf, waitUntilExited } from './support/containers.js';

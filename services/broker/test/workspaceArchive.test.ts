@@ -4,7 +4,7 @@ import { Readable } from 'node:stream';
 import { buffer } from 'node:stream/consumers';
 import { extract, type Header } from 'tar-stream';
 import { ExecutionKind, ExecutionSpec } from '@paddock/proto';
-import { workspaceArchive } from '../src/docker/workspaceArchive.js';
+import { workspaceArchive } from '../src/providers/docker/workspaceArchive.js';
 
 interface Entry {
   readonly header: Header;

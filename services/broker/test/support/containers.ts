@@ -1,6 +1,6 @@
 import type Docker from 'dockerode';
 import type { ContainerInfo } from 'dockerode';
-import { labels } from '../../src/docker/labels.js';
+import { labels } from '../../src/providers/docker/labels.js';
 
 /** Every container (running or not) labelled with this broker id. */
 export function containersOf(docker: Docker, brokerId: string, executionId?: string): Promise<ContainerInfo[]> {

@@ -27,7 +27,7 @@ export interface TestBroker {
  * Everything one test file needs around a broker: real nats-server and PostgreSQL, the Docker engine,
  * and a broker id of its own, so that it never sees, adopts or removes another test's containers.
  */
-export async function setUpTestBroker(name: string): Promise<TestBroker> {
+export async function setUpTestBroker(name: string, extraEnv: Record<string, string> = {}): Promise<TestBroker> {
   const brokerId = `test-${name}-${process.pid}`;
   const services = await startBackingServices();
   const env = {
@@ -38,6 +38,7 @@ export async function setUpTestBroker(name: string): Promise<TestBroker> {
     DATABASE_URL: services.databaseUrl,
     PADDOCK_ARTIFACTS_DIR: join(services.dir, 'artifacts'),
     PADDOCK_STOP_GRACE_MS: '1000',
+    ...extraEnv,
   };
   const config = brokerConfig(env);
   const log = createLogger('broker-test', 'silent');

@@ -36,6 +36,8 @@ export enum ExitCause {
   /** EXIT_CAUSE_PROVISIONING_FAILED - The container could not be created or started, or vanished. */
   EXIT_CAUSE_PROVISIONING_FAILED = 5,
   EXIT_CAUSE_LOST = 6,
+  /** EXIT_CAUSE_DISK_FULL - The job filled its workspace past its disk limit (ExecutionSpec.disk_bytes). */
+  EXIT_CAUSE_DISK_FULL = 7,
   UNRECOGNIZED = -1,
 }
 

@@ -4,4 +4,6 @@ export const labels = {
   owner: 'io.paddock.owner',
   brokerId: 'io.paddock.broker-id',
   deadlineMs: 'io.paddock.deadline-ms',
+  /** The workspace's disk limit, 0 for none: what a broker that adopts the instance reports if it is met. */
+  diskBytes: 'io.paddock.disk-bytes',
 } as const;

@@ -104,6 +104,7 @@ export function containerSpec(input: ContainerSpecInput): ContainerCreateOptions
       [labels.owner]: input.ownerId,
       [labels.brokerId]: input.brokerId,
       [labels.deadlineMs]: String(input.deadlineMs),
+      [labels.diskBytes]: String(spec.diskBytes),
     },
     ...(ssh ? { ExposedPorts: { '22/tcp': {} } } : {}),
     AttachStdout: true,
