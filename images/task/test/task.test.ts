@@ -41,14 +41,14 @@ for (const api of ['openai', 'anthropic'] as const) {
 
       assert.equal(provider.requests.length, 3);
       const [first, second, third] = provider.requests;
-      assert.deepEqual(first?.body.tools.map((t: any) => t.name ?? t.function.name), ['run_shell', 'run_python', 'write_file', 'read_file', 'finish']);
+      assert.deepEqual(first?.body.tools.map((t: { name?: string; function?: { name: string } }) => t.name ?? t.function?.name), ['run_shell', 'run_python', 'write_file', 'read_file', 'finish']);
       if (api === 'openai') {
         assert.equal(first?.headers.authorization, 'Bearer sk-test');
         const toolMessage = second?.body.messages.at(-1);
         assert.equal(toolMessage.role, 'tool');
         assert.equal(toolMessage.tool_call_id, second?.body.messages.at(-2).tool_calls[0].id);
         assert.match(toolMessage.content, /exit code 0\nstdout:\n385\n/);
-        assert.equal(third?.body.messages.filter((m: any) => m.role === 'tool').length, 3);
+        assert.equal(third?.body.messages.filter((m: { role: string }) => m.role === 'tool').length, 3);
       } else {
         assert.equal(first?.headers['x-api-key'], 'sk-ant-test');
         assert.equal(first?.headers['anthropic-version'], '2023-06-01');

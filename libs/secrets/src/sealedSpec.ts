@@ -1,4 +1,4 @@
-import { ExecutionSpec } from '@paddock/proto';
+import type { ExecutionSpec } from '@paddock/proto';
 import type { SecretBox } from './secretBox.js';
 
 interface Sealed {

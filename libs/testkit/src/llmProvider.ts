@@ -21,6 +21,8 @@ export interface ScriptedProvider {
 export interface RecordedRequest {
   readonly api: 'openai' | 'anthropic';
   readonly headers: IncomingHttpHeaders;
+  /** The JSON as sent; `any` so that a test reads whatever field it asserts on. */
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- see above
   readonly body: any;
 }
 
@@ -46,18 +48,19 @@ export async function startScriptedProvider(script: { openai?: Step[]; anthropic
       const path = (req.url ?? '').split('?')[0];
       const api = req.method === 'POST' && path === '/v1/chat/completions' ? 'openai' : req.method === 'POST' && path === '/v1/messages' ? 'anthropic' : undefined;
       if (api === undefined) return send(404, { error: { type: 'not_found_error', message: `no route ${req.method} ${req.url}` } });
-      let body: any;
+      let body: ChatRequest;
       try {
-        body = JSON.parse(Buffer.concat(chunks).toString('utf8'));
+        body = chatRequest(JSON.parse(Buffer.concat(chunks).toString('utf8')));
       } catch {
-        return send(400, { error: { type: 'invalid_request_error', message: 'body is not JSON' } });
+        return send(400, { error: { type: 'invalid_request_error', message: 'body is not a JSON object' } });
       }
       requests.push({ api, headers: req.headers, body });
       const problem = api === 'openai' ? checkOpenAi(req.headers, body) : checkAnthropic(req.headers, body);
       if (problem) return send(problem.status, { error: { type: problem.type, message: problem.message } });
       const step = queues[api].shift() ?? script.fallback;
       if (!step) return send(500, { error: { type: 'api_error', message: `the ${api} script has no step left` } });
-      const model = script.model ?? body.model;
+      // checkOpenAi / checkAnthropic refused a request whose model is not a string.
+      const model = script.model ?? String(body.model);
       if (body.stream !== true) return send(200, api === 'openai' ? openAiAnswer(step, model) : anthropicAnswer(step, model));
       res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' });
       const events = api === 'openai' ? openAiEvents(openAiAnswer(step, model)) : anthropicEvents(anthropicAnswer(step, model));
@@ -83,13 +86,26 @@ export async function startScriptedProvider(script: { openai?: Step[]; anthropic
   };
 }
 
-function checkOpenAi(headers: IncomingHttpHeaders, body: any): { status: number; type: string; message: string } | undefined {
+/** The fields of a chat request this provider reads; the rest is recorded as sent. */
+interface ChatRequest {
+  readonly model?: unknown;
+  readonly messages?: unknown;
+  readonly max_tokens?: unknown;
+  readonly stream?: unknown;
+}
+
+function chatRequest(json: unknown): ChatRequest {
+  if (typeof json !== 'object' || json === null || Array.isArray(json)) throw new TypeError('not a JSON object');
+  return json;
+}
+
+function checkOpenAi(headers: IncomingHttpHeaders, body: ChatRequest): { status: number; type: string; message: string } | undefined {
   if (!/^Bearer \S+/.test(headers.authorization ?? '')) return { status: 401, type: 'invalid_request_error', message: 'missing bearer token' };
   if (typeof body.model !== 'string' || !Array.isArray(body.messages)) return { status: 400, type: 'invalid_request_error', message: 'model and messages are required' };
   return undefined;
 }
 
-function checkAnthropic(headers: IncomingHttpHeaders, body: any): { status: number; type: string; message: string } | undefined {
+function checkAnthropic(headers: IncomingHttpHeaders, body: ChatRequest): { status: number; type: string; message: string } | undefined {
   if (!headers['x-api-key']) return { status: 401, type: 'authentication_error', message: 'x-api-key header is required' };
   if (!headers['anthropic-version']) return { status: 400, type: 'invalid_request_error', message: 'anthropic-version header is required' };
   if (typeof body.model !== 'string' || !Array.isArray(body.messages) || typeof body.max_tokens !== 'number') {

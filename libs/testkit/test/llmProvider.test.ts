@@ -49,3 +49,24 @@ test('Anthropic: message_start, a block at a time, message_delta with the stop r
     await p.stop();
   }
 });
+
+test('a body that is not a JSON object is refused with 400, as the providers do, and the provider keeps serving', async () => {
+  const p = await startScriptedProvider({ fallback: { text: 'still here' } });
+  try {
+    for (const body of ['null', '[1]', '"text"', '{not json']) {
+      const res = await fetch(`${p.url}/v1/chat/completions`, { method: 'POST', headers: { authorization: 'Bearer k', 'content-type': 'application/json' }, body });
+      assert.equal(res.status, 400, body);
+      assert.equal(((await res.json()) as { error: { type: string } }).error.type, 'invalid_request_error');
+    }
+    const res = await fetch(`${p.url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { authorization: 'Bearer k', 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'm', messages: [] }),
+    });
+    assert.equal(res.status, 200);
+    assert.equal(((await res.json()) as { choices: { message: { content: string } }[] }).choices[0]?.message.content, 'still here');
+    assert.equal(p.requests.length, 1, 'only the valid request is recorded');
+  } finally {
+    await p.stop();
+  }
+});
