@@ -1,4 +1,4 @@
-import { Metadata, Server, ServerCredentials, status, type ServerUnaryCall, type ServerWritableStream, type sendUnaryData } from '@grpc/grpc-js';
+import { type Metadata, Server, ServerCredentials, status, type ServerUnaryCall, type ServerWritableStream, type sendUnaryData } from '@grpc/grpc-js';
 import { BrokerService, type BrokerServer, type ExecOutput, type ExecRequest } from '@paddock/proto';
 import { extractContext, withSpan, type Carrier, type Logger } from '@paddock/telemetry';
 import type { InstanceManager } from './lifecycle/instanceManager.js';
