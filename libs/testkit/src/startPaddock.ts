@@ -1,5 +1,5 @@
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, realpath, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -84,6 +84,9 @@ export async function startPaddock(opts: StartPaddockOptions = {}): Promise<Runn
       }
       // A stopped broker leaves its containers running for the next one to adopt; a test's broker has no next.
       removeContainersOf(env['PADDOCK_BROKER_ID']!);
+      // As root, PADDOCK_HOME/postgres links to the data's real folder elsewhere (cli's postgresDir): remove both.
+      const postgresData = await realpath(join(home, 'postgres')).catch(() => undefined);
+      if (postgresData !== undefined && postgresData !== join(home, 'postgres')) await rm(postgresData, { recursive: true, force: true }).catch(() => {});
       await rm(home, { recursive: true, force: true }).catch(() => {});
     })());
 
