@@ -19,7 +19,11 @@ export interface RestartPolicy {
   readonly resetAfterMs: number;
 }
 
-export const DEFAULT_RESTART_POLICY: RestartPolicy = Object.freeze({ initialDelayMs: 500, maxDelayMs: 10_000, resetAfterMs: 30_000 });
+/**
+ * Services wait for their dependencies instead of exiting, so an exit after a few seconds up is a kill or a
+ * one-off crash, not a loop: only exits within `resetAfterMs` of the start back off further.
+ */
+export const DEFAULT_RESTART_POLICY: RestartPolicy = Object.freeze({ initialDelayMs: 500, maxDelayMs: 10_000, resetAfterMs: 5_000 });
 
 export interface Exit {
   readonly code: number | null;

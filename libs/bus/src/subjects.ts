@@ -23,7 +23,7 @@ export interface Topic<T> {
   subject(id: string): string;
 }
 
-export type StreamName = 'PADDOCK_EXECUTIONS' | 'PADDOCK_INSTANCES' | 'PADDOCK_OUTPUT';
+export type StreamName = 'PADDOCK_EXECUTIONS' | 'PADDOCK_INSTANCES' | 'PADDOCK_OUTPUT' | 'PADDOCK_DEADLETTER';
 
 /** The stream a stored topic lives in; a core-NATS topic has none, which is a programming error here. */
 export function streamOf(topic: Topic<unknown>): StreamName {
@@ -32,6 +32,11 @@ export function streamOf(topic: Topic<unknown>): StreamName {
 }
 
 const ID = /^[A-Za-z0-9_-]+$/;
+
+function token(id: string, of: string): string {
+  if (id !== '*' && !ID.test(id)) throw new Error(`invalid subject token "${id}" for ${of}`);
+  return id;
+}
 
 function topic<T>(
   name: string,
@@ -44,8 +49,7 @@ function topic<T>(
     type,
     stream,
     subject(id: string) {
-      if (id !== '*' && !ID.test(id)) throw new Error(`invalid subject token "${id}" for ${name}`);
-      return build(id);
+      return build(token(id, name));
     },
   };
 }
@@ -66,16 +70,28 @@ export function subjectId(subject: string): string {
   return subject.split('.')[3] ?? '';
 }
 
+/**
+ * Where a consumer's messages go when they cannot be handled: `paddock.v1.deadletter.<consumer>`, stored in
+ * PADDOCK_DEADLETTER. A dead letter carries the original payload unchanged (whatever its topic's type) and
+ * says where it came from and why in NATS headers (see deadLetter.ts), so it needs no message type of its
+ * own and can be put back on its original subject as is.
+ */
+export const deadLetters = {
+  stream: 'PADDOCK_DEADLETTER' as const satisfies StreamName,
+  subject: (consumer: string): string => `paddock.v1.deadletter.${token(consumer, 'deadletter')}`,
+};
+
+/** The subjects each stream stores; its limits come from the bus's settings (busConfig.ts). */
 export interface StreamSpec {
   readonly name: StreamName;
   readonly subjects: readonly string[];
-  readonly maxAgeMs: number;
 }
 
 export const DAY_MS = 24 * 60 * 60 * 1000;
 
 export const streams: readonly StreamSpec[] = [
-  { name: 'PADDOCK_EXECUTIONS', subjects: ['paddock.v1.execution.>'], maxAgeMs: 30 * DAY_MS },
-  { name: 'PADDOCK_INSTANCES', subjects: ['paddock.v1.instance.>'], maxAgeMs: 30 * DAY_MS },
-  { name: 'PADDOCK_OUTPUT', subjects: ['paddock.v1.output.>'], maxAgeMs: 30 * DAY_MS },
+  { name: 'PADDOCK_EXECUTIONS', subjects: ['paddock.v1.execution.>'] },
+  { name: 'PADDOCK_INSTANCES', subjects: ['paddock.v1.instance.>'] },
+  { name: 'PADDOCK_OUTPUT', subjects: ['paddock.v1.output.>'] },
+  { name: 'PADDOCK_DEADLETTER', subjects: ['paddock.v1.deadletter.>'] },
 ];

@@ -20,6 +20,20 @@ import { uiRoutes } from './ui/routes.js';
 import { userRoutes } from './users/routes.js';
 import type { UserStore } from './users/userStore.js';
 
+/**
+ * Generic HTTP clients send `content-type: application/json` with no body on action routes (POST …/cancel):
+ * an empty body is no body, not malformed JSON. A route that needs a body still says so, by its schema.
+ */
+function acceptEmptyJson(app: FastifyInstance): void {
+  const parseJson = app.getDefaultJsonParser('error', 'error');
+  app.removeContentTypeParser('application/json');
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (req, body, done) => {
+    const text = typeof body === 'string' ? body : body.toString('utf8');
+    if (text.trim() === '') return done(null, undefined);
+    return parseJson(req, text, done);
+  });
+}
+
 export interface AppOptions {
   config: GatewayConfig;
   log: Logger;
@@ -52,6 +66,7 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
     },
   });
   await app.register(websocket, { options: { maxPayload: 1024 * 1024 } });
+  acceptEmptyJson(app);
   installErrorHandler(app);
   installAuth(app, opts.users);
   app.addHook('onResponse', async (req, reply) => {

@@ -3,12 +3,18 @@ import { ConfigError } from '@paddock/errors';
 import { findRuntime, RUNTIME_NAMES } from '@paddock/runtimes';
 import { adminTokenFile, artifactsDir, commonConfig, EnvReader, type CommonConfig, type Env } from '@paddock/config';
 
+const DAY_MS = 24 * 60 * 60 * 1000;
+
 export interface GatewayConfig extends CommonConfig {
   readonly host: string;
   readonly port: number;
   readonly adminTokenFile: string;
   readonly artifactsDir: string;
+  /** Where a request's large inputs are stored once, by content (shared with the broker, which reads them). */
+  readonly blobsDir: string;
   readonly bodyLimitBytes: number;
+  /** Final executions (their rows and terminal tickets) and unused blobs older than this are removed. */
+  readonly retentionMs: number;
   /** The key that seals users' secrets (base64, 32 bytes); created at the first start. */
   readonly secretKeyFile: string;
   /** How long a terminal ticket can be used (once). */
@@ -40,7 +46,9 @@ export function gatewayConfig(env: Env): GatewayConfig {
     port: read.int('PADDOCK_PORT', 7070, { max: 65535 }),
     adminTokenFile: read.string('PADDOCK_ADMIN_TOKEN_FILE', adminTokenFile(common.home)),
     artifactsDir: read.string('PADDOCK_ARTIFACTS_DIR', artifactsDir(common.home)),
+    blobsDir: read.string('PADDOCK_BLOBS_DIR', join(common.home, 'blobs')),
     bodyLimitBytes: read.int('PADDOCK_BODY_LIMIT_BYTES', 10 * 1024 * 1024, { min: 1024 }),
+    retentionMs: read.int('PADDOCK_RETENTION_DAYS', 30, { min: 1, max: 36_500 }) * DAY_MS,
     secretKeyFile: read.string('PADDOCK_SECRET_KEY_FILE', join(common.home, 'secret-key')),
     terminalTicketTtlMs: read.int('PADDOCK_TERMINAL_TICKET_TTL_MS', 60_000, { min: 1000, max: 3_600_000 }),
     defaults: Object.freeze({

@@ -21,8 +21,6 @@ interface AjvError {
   message?: string;
   keyword: string;
   params: Record<string, unknown>;
-  /** Set on the errors of a `propertyNames` schema: the key that failed. */
-  propertyName?: string;
 }
 
 /** A validation failure in words that say what to fix. */
@@ -31,14 +29,9 @@ function describeValidation(context: string, errors: AjvError[]): string {
     .map((e) => {
       const where = `${context}${e.instancePath.replace(/\//g, '.')}`;
       if (e.keyword === 'additionalProperties') return `${where} has an unknown field "${String(e.params['additionalProperty'])}"`;
-      if (e.keyword === 'propertyNames') return null;
-      if (e.propertyName !== undefined) {
-        return `${where} has a key "${e.propertyName}" that ${e.keyword === 'pattern' ? `must match ${String(e.params['pattern'])}` : (e.message ?? 'is invalid')}`;
-      }
       if (e.keyword === 'enum') return `${where} must be one of ${(e.params['allowedValues'] as unknown[]).map((v) => JSON.stringify(v)).join(', ')}`;
       return `${where} ${e.message ?? 'is invalid'}`;
     })
-    .filter((line): line is string => line !== null)
     .join('; ');
 }
 

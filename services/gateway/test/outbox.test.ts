@@ -1,12 +1,24 @@
 // The row is the promise: a request accepted while NATS is down is still answered 201, and the outbox
 // relay of a running gateway puts it on the bus once NATS is back, exactly once.
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { Bus, topics } from '@paddock/bus';
-import { ExecutionKind, ExecutionRequested } from '@paddock/proto';
+import { ExecutionKind, ExecutionRequested, type ExecutionSpec } from '@paddock/proto';
+import { SecretBox } from '@paddock/secrets';
+import { buildApp } from '../src/app.js';
+import { ExecutionService } from '../src/executions/executionService.js';
+import { ExecutionStore } from '../src/executions/executionStore.js';
+import { normalizeRequest, toSpec } from '../src/executions/request.js';
 import { startGateway } from '../src/gateway.js';
+import { HealthWatch } from '../src/health.js';
+import { newId } from '../src/ids.js';
+import { BrokerDirectory } from '../src/instances/brokers.js';
+import { TicketStore } from '../src/instances/ticketStore.js';
+import { SecretStore } from '../src/secrets/secretStore.js';
+import { UserStore } from '../src/users/userStore.js';
 import { startTestStack, type TestStack } from './testStack.js';
 
 let stack: TestStack;
@@ -82,3 +94,101 @@ test(
     assert.ok(answeredWhileDownInMs < 2_000, `POST /api/v1/executions took ${answeredWhileDownInMs} ms while NATS was down`);
   },
 );
+
+test('a row that can never be published fails its execution with a reason, and the rows after it are published', { timeout: 60_000 }, async () => {
+  const users = new UserStore(stack.pool);
+  const { user, token } = await users.create('outbox-user');
+  const store = new ExecutionStore(stack.pool);
+  const config = stack.config();
+  const bus = await Bus.connect({ url: stack.nats.url, name: 'paddock-gateway', log: stack.log });
+  try {
+    const service = new ExecutionService(store, new SecretStore(stack.pool, SecretBox.withKey(randomBytes(32))), bus, config, stack.log);
+    // Rows as the gateway stores them while NATS is away: not yet published.
+    const insert = async (command: string, spec: ExecutionSpec) => {
+      const id = newId();
+      await store.insert(id, user.id, normalizeRequest({ kind: 'shell', command }, config), spec);
+      await stack.pool.query(`UPDATE executions SET created_at = now() - interval '10 seconds' WHERE id = $1`, [id]);
+      return id;
+    };
+    const good = (n: number) => insert(`echo good ${n}`, toSpec(normalizeRequest({ kind: 'shell', command: `echo good ${n}` }, config)));
+    const first = await good(1);
+    // Accepted by an earlier gateway that put files inline: larger than NATS's max payload (1 MiB).
+    const tooLarge = await insert('cat big.bin', { ...toSpec(normalizeRequest({ kind: 'shell', command: 'cat big.bin' }, config)), files: { 'big.bin': Buffer.alloc(2 * 1024 * 1024, 7) } });
+    const unreadable = await insert('true', toSpec(normalizeRequest({ kind: 'shell', command: 'true' }, config)));
+    await stack.pool.query(`UPDATE executions SET spec = '\\xffffffff'::bytea WHERE id = $1`, [unreadable]);
+    const second = await good(2);
+
+    await service.relayOutbox();
+
+    for (const [id, n] of [[first, 1], [second, 2]] as const) {
+      const stored = await bus.jsm.streams.getMessage('PADDOCK_EXECUTIONS', { last_by_subj: topics.executionRequested.subject(id) });
+      assert.equal(ExecutionRequested.decode(stored.data).spec?.command, `echo good ${n}`);
+    }
+    const app = await buildApp({
+      config,
+      log: stack.log,
+      users,
+      executions: service,
+      store,
+      secrets: new SecretStore(stack.pool, SecretBox.withKey(randomBytes(32))),
+      brokers: new BrokerDirectory(bus),
+      tickets: new TicketStore(stack.pool),
+      bus,
+      health: new HealthWatch(stack.pool, bus),
+    });
+    try {
+      const shown = async (id: string) =>
+        (await app.inject({ method: 'GET', url: `/api/v1/executions/${id}`, headers: { authorization: `Bearer ${token}` } })).json<{ state: string; error: string | null; finishedAt: string | null }>();
+      const large = await shown(tooLarge);
+      assert.equal(large.state, 'failed');
+      assert.match(large.error ?? '', /^its request is \d{7} bytes, more than the 1048576 the bus accepts \(.*\); submit it again$/);
+      assert.ok(large.finishedAt);
+      const broken = await shown(unreadable);
+      assert.equal(broken.state, 'failed');
+      assert.match(broken.error ?? '', /^its stored request cannot be read any more \(.+\); submit it again$/);
+      assert.equal((await shown(first)).state, 'queued', 'published, waiting for the scheduler');
+    } finally {
+      await app.close();
+    }
+    for (const id of [tooLarge, unreadable]) {
+      const info = await bus.jsm.streams.info('PADDOCK_EXECUTIONS', { subjects_filter: topics.executionRequested.subject(id) });
+      assert.equal(info.state.subjects?.[topics.executionRequested.subject(id)] ?? 0, 0, 'nothing the scheduler cannot use is published');
+    }
+    assert.deepEqual((await store.unpublished(0)).map((r) => r.id).filter((id) => [first, second, tooLarge, unreadable].includes(id)), [], 'the outbox is done with all four');
+  } finally {
+    await bus.drain();
+  }
+});
+
+test('while NATS fails it, the relay backs off from its first failure instead of trying every pass', { timeout: 60_000 }, async () => {
+  const users = new UserStore(stack.pool);
+  const { user } = await users.create('backoff-user');
+  const store = new ExecutionStore(stack.pool);
+  const config = stack.config();
+  const bus = await Bus.connect({ url: stack.nats.url, name: 'paddock-gateway', log: stack.log });
+  try {
+    const service = new ExecutionService(store, new SecretStore(stack.pool, SecretBox.withKey(randomBytes(32))), bus, config, stack.log);
+    const id = newId();
+    await store.insert(id, user.id, normalizeRequest({ kind: 'shell', command: 'echo later' }, config), toSpec(normalizeRequest({ kind: 'shell', command: 'echo later' }, config)));
+    await stack.pool.query(`UPDATE executions SET created_at = now() - interval '10 seconds' WHERE id = $1`, [id]);
+    await stack.nats.stop();
+    const timed = async (nowMs: number) => {
+      const started = Date.now();
+      await service.relayOutbox(nowMs);
+      return Date.now() - started;
+    };
+    const t0 = Date.now();
+    assert.ok((await timed(t0)) >= 1_000, 'the first pass waits for NATS (the publish timeout)');
+    assert.ok((await timed(t0 + 1_000)) < 200, 'within 2 s of the first failure, no new try');
+    assert.ok((await timed(t0 + 2_500)) >= 1_000, 'after 2 s, a second try');
+    assert.ok((await timed(t0 + 5_000)) < 200, 'the third waits 4 s more: 6 s after the first failure');
+    assert.ok((await timed(t0 + 6_500)) >= 1_000, 'and then it tries');
+    await stack.nats.restart();
+    await until('the request on the stream', async () => {
+      await service.relayOutbox(Date.now() + 60_000);
+      return (await store.unpublished(0)).some((r) => r.id === id) ? undefined : true;
+    });
+  } finally {
+    await bus.drain();
+  }
+});

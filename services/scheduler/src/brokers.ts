@@ -3,9 +3,36 @@ import { BrokerClient, type BrokerHeartbeat, type CancelReply, type LaunchReply,
 import { injectContext } from '@paddock/telemetry';
 import type { Context } from '@opentelemetry/api';
 
+/** One heartbeat as received: what the broker held, on this process's clock. */
+export interface Sighting {
+  readonly receivedAtMs: number;
+  readonly executionIds: ReadonlySet<string>;
+}
+
 export interface KnownBroker {
   readonly heartbeat: BrokerHeartbeat;
   readonly seenAtMs: number;
+  /** The latest heartbeats, oldest first. */
+  readonly sightings: readonly Sighting[];
+}
+
+/** What a heartbeat changed: whether the broker (re)appeared, and whether it has room it did not have. */
+export interface HeartbeatNews {
+  /** First heard, heard again after a silence, or at a new address: launches it missed can be sent now. */
+  readonly returned: boolean;
+  readonly freed: boolean;
+}
+
+/** No heartbeat of this broker was heard by this process: a call to it waits for one, it is not a failure. */
+export class BrokerUnknownError extends Error {
+  readonly code = status.UNAVAILABLE;
+  readonly details: string;
+
+  constructor(readonly brokerId: string) {
+    super(`broker ${brokerId} has not been heard from yet`);
+    this.name = 'BrokerUnknownError';
+    this.details = this.message;
+  }
 }
 
 /** Errors after which the same launch may succeed later. */
@@ -20,17 +47,25 @@ function metadata(ctx?: Context): Metadata {
   return md;
 }
 
-/** The brokers that announced themselves by heartbeat, and a gRPC client for each. */
+/** Heartbeats kept per broker (one a second): enough for the reconciler's longest "absent in a row". */
+const SIGHTINGS_KEPT = 30;
+
+/** The brokers that announced themselves by heartbeat, what each holds, and a gRPC client for each. */
 export class BrokerRegistry {
   private readonly brokers = new Map<string, KnownBroker>();
   private readonly clients = new Map<string, BrokerClient>();
 
-  constructor(private readonly freshForMs = 5_000) {}
+  constructor(readonly freshForMs = 5_000) {}
 
-  seen(hb: BrokerHeartbeat, nowMs = Date.now()): boolean {
+  seen(hb: BrokerHeartbeat, nowMs = Date.now()): HeartbeatNews {
     const before = this.brokers.get(hb.brokerId);
-    this.brokers.set(hb.brokerId, { heartbeat: hb, seenAtMs: nowMs });
-    return !before || before.heartbeat.grpcAddress !== hb.grpcAddress || before.heartbeat.running > hb.running;
+    const sighting: Sighting = { receivedAtMs: nowMs, executionIds: new Set(hb.executionIds) };
+    const sightings = [...(before?.sightings ?? []), sighting].slice(-SIGHTINGS_KEPT);
+    this.brokers.set(hb.brokerId, { heartbeat: hb, seenAtMs: nowMs, sightings });
+    return {
+      returned: !before || before.heartbeat.grpcAddress !== hb.grpcAddress || nowMs - before.seenAtMs >= this.freshForMs,
+      freed: before !== undefined && before.heartbeat.executionIds.length > hb.executionIds.length,
+    };
   }
 
   /** Brokers heard from recently. */
@@ -38,13 +73,18 @@ export class BrokerRegistry {
     return [...this.brokers.values()].filter((b) => nowMs - b.seenAtMs < this.freshForMs).map((b) => b.heartbeat);
   }
 
+  /** Every broker heard since this process started, fresh or silent. */
+  known(): ReadonlyMap<string, KnownBroker> {
+    return this.brokers;
+  }
+
   lastSeenMs(brokerId: string): number | undefined {
     return this.brokers.get(brokerId)?.seenAtMs;
   }
 
-  private client(brokerId: string): BrokerClient | null {
+  private client(brokerId: string): BrokerClient {
     const b = this.brokers.get(brokerId);
-    if (!b) return null;
+    if (!b) throw new BrokerUnknownError(brokerId);
     const key = `${brokerId}@${b.heartbeat.grpcAddress}`;
     let c = this.clients.get(key);
     if (!c) {
@@ -55,18 +95,14 @@ export class BrokerRegistry {
   }
 
   launch(brokerId: string, req: LaunchRequest, ctx: Context | undefined, timeoutMs = 60_000): Promise<LaunchReply> {
-    const c = this.client(brokerId);
-    if (!c) return Promise.reject(Object.assign(new Error(`broker ${brokerId} is unknown`), { code: status.UNAVAILABLE }));
     return new Promise((resolve, reject) =>
-      c.launch(req, metadata(ctx), { deadline: Date.now() + timeoutMs }, (err, res) => (err ? reject(err) : resolve(res))),
+      this.client(brokerId).launch(req, metadata(ctx), { deadline: Date.now() + timeoutMs }, (err, res) => (err ? reject(err) : resolve(res))),
     );
   }
 
   cancel(brokerId: string, executionId: string, graceMs: number, ctx?: Context): Promise<CancelReply> {
-    const c = this.client(brokerId);
-    if (!c) return Promise.reject(Object.assign(new Error(`broker ${brokerId} is unknown`), { code: status.UNAVAILABLE }));
     return new Promise((resolve, reject) =>
-      c.cancel({ executionId, graceMs }, metadata(ctx), { deadline: Date.now() + 10_000 }, (err, res) => (err ? reject(err) : resolve(res))),
+      this.client(brokerId).cancel({ executionId, graceMs }, metadata(ctx), { deadline: Date.now() + 10_000 }, (err, res) => (err ? reject(err) : resolve(res))),
     );
   }
 

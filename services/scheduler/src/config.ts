@@ -1,28 +1,56 @@
+import { busSettingsFromEnv, type BusSettings } from '@paddock/bus';
 import { commonConfig, EnvReader, type CommonConfig, type Env } from '@paddock/config';
 import { ConfigError } from '@paddock/errors';
+import type { ReconcilePolicy } from './reconciler.js';
+
+export interface ReconcileConfig extends ReconcilePolicy {
+  /** How often the scheduler's view is compared with the brokers' heartbeats. */
+  readonly everyMs: number;
+  /** The same repair of the same execution is not repeated sooner than this. */
+  readonly repeatAfterMs: number;
+}
 
 export interface SchedulerConfig extends CommonConfig {
   /** Containers one owner may have provisioning or executing at once; the rest wait in the queue. */
   readonly maxRunningPerOwner: number;
   /** What happens to a request over the owner's limit: wait in the queue, or fail at once. */
   readonly overLimit: 'queue' | 'reject';
-  /** A broker silent this long is considered gone, and its executions failed. */
+  /** A broker silent this long (while the scheduler itself is connected) is considered gone, and its executions failed. */
   readonly brokerLostAfterMs: number;
-  /** How long a launch is retried against an unreachable or full broker before the execution fails. */
+  /** How long a launch is retried against an unreachable or full broker, from its first attempt, before the execution fails. */
   readonly launchRetryForMs: number;
   readonly cancelGraceMs: number;
+  /** Final executions older than this are deleted from scheduler_jobs. */
+  readonly retentionDays: number;
+  readonly reconcile: ReconcileConfig;
+  /** Stream limits, retention and redelivery of the bus, as every service connects with them. */
+  readonly bus: BusSettings;
 }
 
 export function schedulerConfig(env: Env): SchedulerConfig {
   const read = new EnvReader(env);
   const overLimit = read.string('PADDOCK_OVER_LIMIT', 'queue');
   if (overLimit !== 'queue' && overLimit !== 'reject') throw new ConfigError('PADDOCK_OVER_LIMIT', 'expected "queue" or "reject"');
+  const brokerLostAfterMs = read.int('PADDOCK_BROKER_LOST_AFTER_MS', 120_000, { min: 5_000 });
   return Object.freeze({
     ...commonConfig(env),
     maxRunningPerOwner: read.int('PADDOCK_MAX_RUNNING_PER_OWNER', 64, { min: 1 }),
     overLimit,
-    brokerLostAfterMs: read.int('PADDOCK_BROKER_LOST_AFTER_MS', 120_000, { min: 5_000 }),
+    brokerLostAfterMs,
     launchRetryForMs: read.int('PADDOCK_LAUNCH_RETRY_FOR_MS', 120_000, { min: 1_000 }),
     cancelGraceMs: read.int('PADDOCK_CANCEL_GRACE_MS', 5_000),
+    retentionDays: read.int('PADDOCK_RETENTION_DAYS', 30, { min: 1, max: 36_500 }),
+    // Brokers beat every second: a stray is stopped about 2 s after it is first seen, a missing launch is
+    // sent again 3 heartbeats after it settled, a missing instance is failed after 10 s of absence.
+    reconcile: Object.freeze({
+      everyMs: 2_000,
+      repeatAfterMs: 15_000,
+      strayAfterSightings: 2,
+      missingAfterSightings: 3,
+      instanceLostAfterMs: 10_000,
+      settleMs: 3_000,
+      brokerLostAfterMs,
+    }),
+    bus: busSettingsFromEnv(env),
   });
 }

@@ -18,17 +18,44 @@ export interface Job {
   finishedAtMs: number | null;
   launchAttempts: number;
   nextAttemptMs: number;
+  /** When it was first claimed for a broker: launch retries are bounded from there. */
+  claimedAtMs: number | null;
   traceParent: string | null;
+  /**
+   * Why the stored spec cannot be decoded (a corrupt row, or one written by an incompatible version), or
+   * null. Such a job carries an empty spec and is failed instead of launched: it must not stop the queue.
+   */
+  specError: string | null;
+}
+
+/** The scheduler's view of one job as the reconciler needs it, with its last change on this process's clock. */
+export interface JobView {
+  readonly executionId: string;
+  readonly state: JobState;
+  readonly brokerId: string | null;
+  readonly changedAtMs: number;
 }
 
 const COLUMNS = `execution_id AS "executionId", owner_id AS "ownerId", spec, state, version,
   published_version AS "publishedVersion", broker_id AS "brokerId", cancel_requested AS "cancelRequested",
   exit_code AS "exitCode", reason, requested_at_ms AS "requestedAtMs", started_at_ms AS "startedAtMs",
   finished_at_ms AS "finishedAtMs", launch_attempts AS "launchAttempts", next_attempt_ms AS "nextAttemptMs",
-  trace_parent AS "traceParent"`;
+  claimed_at_ms AS "claimedAtMs", trace_parent AS "traceParent"`;
 
-type Raw = Omit<Job, 'spec'> & { spec: Buffer };
-const toJob = (r: Raw): Job => ({ ...r, spec: ExecutionSpec.decode(r.spec) });
+type Raw = Omit<Job, 'spec' | 'specError'> & { spec: Buffer };
+
+function toJob(r: Raw): Job {
+  try {
+    return { ...r, spec: ExecutionSpec.decode(r.spec), specError: null };
+  } catch (err) {
+    return { ...r, spec: ExecutionSpec.fromPartial({}), specError: (err as Error).message };
+  }
+}
+
+/** The reason given to a person for a job whose stored spec cannot be decoded. */
+export function unreadableReason(job: Job): string {
+  return `Paddock could not read this execution's stored request (${job.specError ?? 'unknown error'}); submit it again`;
+}
 
 export interface TransitionFields {
   brokerId?: string;
@@ -50,6 +77,19 @@ export class JobStore {
       [job.executionId, job.ownerId, Buffer.from(ExecutionSpec.encode(job.spec).finish()), job.requestedAtMs, job.traceParent],
     );
     return r.rowCount === 1;
+  }
+
+  /**
+   * Records a request that can never run as failed at once (a redelivery changes nothing); returns the
+   * new job, or null when the execution was already known.
+   */
+  async rejectRequest(job: { executionId: string; ownerId: string; requestedAtMs: number; reason: string; traceParent: string | null }, nowMs = Date.now()): Promise<Job | null> {
+    const r = await this.pool.query<Raw>(
+      `INSERT INTO scheduler_jobs (execution_id, owner_id, spec, state, version, published_version, requested_at_ms, reason, finished_at_ms, trace_parent)
+       VALUES ($1, $2, $3, 'failed', 2, 1, $4, $5, $6, $7) ON CONFLICT (execution_id) DO NOTHING RETURNING ${COLUMNS}`,
+      [job.executionId, job.ownerId, Buffer.from(ExecutionSpec.encode(ExecutionSpec.fromPartial({})).finish()), job.requestedAtMs, job.reason, nowMs, job.traceParent],
+    );
+    return r.rows[0] ? toJob(r.rows[0]) : null;
   }
 
   async get(executionId: string): Promise<Job | null> {
@@ -95,22 +135,66 @@ export class JobStore {
     return r.rows.map(toJob);
   }
 
+  /** Counts a failed launch attempt; it is a change of the job, so the reconciler lets it settle first. */
   async launchFailed(executionId: string, nextAttemptMs: number): Promise<void> {
     await this.pool.query(
-      `UPDATE scheduler_jobs SET launch_attempts = launch_attempts + 1, next_attempt_ms = $2 WHERE execution_id = $1`,
+      `UPDATE scheduler_jobs SET launch_attempts = launch_attempts + 1, next_attempt_ms = $2, updated_at = now() WHERE execution_id = $1`,
       [executionId, nextAttemptMs],
     );
+  }
+
+  /** Jobs claimed for `brokerId` whose launch has not been answered with a start. */
+  async provisioningOn(brokerId: string): Promise<Job[]> {
+    const r = await this.pool.query<Raw>(`SELECT ${COLUMNS} FROM scheduler_jobs WHERE state = 'provisioning' AND broker_id = $1`, [brokerId]);
+    return r.rows.map(toJob);
+  }
+
+  /**
+   * Every active job, and the jobs of `executionIds` in whatever state, with the time of their last change
+   * measured by the database and expressed on this process's clock (so the two clocks need not agree).
+   */
+  async views(executionIds: readonly string[], nowMs = Date.now()): Promise<JobView[]> {
+    const r = await this.pool.query<{ executionId: string; state: JobState; brokerId: string | null; ageMs: number }>(
+      `SELECT execution_id AS "executionId", state, broker_id AS "brokerId",
+         GREATEST(0, floor(extract(epoch FROM clock_timestamp() - updated_at) * 1000))::bigint AS "ageMs"
+       FROM scheduler_jobs WHERE state IN ('provisioning', 'executing') OR execution_id = ANY($1::text[])`,
+      [executionIds],
+    );
+    return r.rows.map((x) => ({ executionId: x.executionId, state: x.state, brokerId: x.brokerId, changedAtMs: nowMs - x.ageMs }));
+  }
+
+  /**
+   * Deletes final jobs whose last change is older than `retentionDays` and whose final state reached the
+   * bus, at most `batch` rows per statement so that a large backlog never holds long locks.
+   */
+  async deleteFinalOlderThan(retentionDays: number, batch = 1_000): Promise<number> {
+    let deleted = 0;
+    for (;;) {
+      const r = await this.pool.query(
+        `DELETE FROM scheduler_jobs WHERE execution_id IN (
+           SELECT execution_id FROM scheduler_jobs
+           WHERE state IN ('completed', 'failed', 'cancelled') AND published_version = version
+             AND updated_at < now() - make_interval(days => $1)
+           LIMIT $2)`,
+        [retentionDays, batch],
+      );
+      deleted += r.rowCount ?? 0;
+      if ((r.rowCount ?? 0) < batch) return deleted;
+    }
   }
 
   /**
    * Takes up to `slots` queued jobs in request order into provisioning on the brokers `place` picks,
    * skipping owners at their limit, atomically (several schedulers may run; SKIP LOCKED keeps them apart).
+   * A job whose cancel was asked for is never claimed (its cancel moves it to cancelled), and a job whose
+   * spec cannot be read is failed in the same transaction (`unreadable`) rather than holding up the queue.
    */
   async claim(
     slots: number,
     maxRunningPerOwner: number,
     place: (job: Job) => string | null,
-  ): Promise<{ claimed: Job[]; overLimit: Job[] }> {
+    nowMs = Date.now(),
+  ): Promise<{ claimed: Job[]; overLimit: Job[]; unreadable: Job[] }> {
     const client = await this.pool.connect();
     try {
       await client.query('BEGIN');
@@ -121,7 +205,7 @@ export class JobStore {
       const underLimit = `(SELECT count(*) FROM scheduler_jobs r WHERE r.owner_id = j.owner_id AND r.state IN ('provisioning', 'executing')) < $2`;
       const pick = (condition: string) =>
         client.query<Raw>(
-          `SELECT ${COLUMNS} FROM scheduler_jobs j WHERE state = 'queued' AND ${condition}
+          `SELECT ${COLUMNS} FROM scheduler_jobs j WHERE state = 'queued' AND NOT cancel_requested AND ${condition}
            ORDER BY requested_at_ms, execution_id LIMIT $1 FOR UPDATE SKIP LOCKED`,
           [Math.max(slots * 4, 64), maxRunningPerOwner],
         );
@@ -131,7 +215,7 @@ export class JobStore {
         .sort((a, b) => a.requestedAtMs - b.requestedAtMs || a.executionId.localeCompare(b.executionId));
       if (queued.length === 0) {
         await client.query('COMMIT');
-        return { claimed: [], overLimit: [] };
+        return { claimed: [], overLimit: [], unreadable: [] };
       }
       const owners = [...new Set(queued.map((j) => j.ownerId))];
       const running = new Map(
@@ -145,8 +229,18 @@ export class JobStore {
       );
       const claimed: Job[] = [];
       const overLimit: Job[] = [];
+      const unreadable: Job[] = [];
       for (const job of queued) {
         if (claimed.length >= slots) break;
+        if (job.specError !== null) {
+          const r = await client.query<Raw>(
+            `UPDATE scheduler_jobs SET state = 'failed', version = version + 1, reason = $2, finished_at_ms = $3, updated_at = now()
+             WHERE execution_id = $1 RETURNING ${COLUMNS}`,
+            [job.executionId, unreadableReason(job), nowMs],
+          );
+          unreadable.push(toJob(r.rows[0]!));
+          continue;
+        }
         const n = running.get(job.ownerId) ?? 0;
         if (n >= maxRunningPerOwner) {
           overLimit.push(job);
@@ -156,14 +250,15 @@ export class JobStore {
         if (!brokerId) break;
         running.set(job.ownerId, n + 1);
         const r = await client.query<Raw>(
-          `UPDATE scheduler_jobs SET state = 'provisioning', version = version + 1, broker_id = $2, updated_at = now()
+          `UPDATE scheduler_jobs SET state = 'provisioning', version = version + 1, broker_id = $2, updated_at = now(),
+             claimed_at_ms = COALESCE(claimed_at_ms, $3)
            WHERE execution_id = $1 RETURNING ${COLUMNS}`,
-          [job.executionId, brokerId],
+          [job.executionId, brokerId, nowMs],
         );
         claimed.push(toJob(r.rows[0]!));
       }
       await client.query('COMMIT');
-      return { claimed, overLimit };
+      return { claimed, overLimit, unreadable };
     } catch (err) {
       await client.query('ROLLBACK').catch(() => {});
       throw err;
@@ -172,11 +267,17 @@ export class JobStore {
     }
   }
 
-  /** Executions provisioning or executing, per broker. */
-  async activeByBroker(): Promise<Map<string, number>> {
-    const r = await this.pool.query<{ brokerId: string; n: number }>(
-      `SELECT broker_id AS "brokerId", count(*)::int AS n FROM scheduler_jobs WHERE state IN ('provisioning', 'executing') GROUP BY broker_id`,
+  /** The executions provisioning or executing, per broker. */
+  async activeByBroker(): Promise<Map<string, Set<string>>> {
+    const r = await this.pool.query<{ brokerId: string; executionId: string }>(
+      `SELECT broker_id AS "brokerId", execution_id AS "executionId" FROM scheduler_jobs WHERE state IN ('provisioning', 'executing')`,
     );
-    return new Map(r.rows.map((x) => [x.brokerId, x.n]));
+    const out = new Map<string, Set<string>>();
+    for (const { brokerId, executionId } of r.rows) {
+      let ids = out.get(brokerId);
+      if (!ids) out.set(brokerId, (ids = new Set()));
+      ids.add(executionId);
+    }
+    return out;
   }
 }

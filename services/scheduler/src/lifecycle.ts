@@ -2,8 +2,11 @@ import { context, ROOT_CONTEXT } from '@opentelemetry/api';
 import { topics, type Bus } from '@paddock/bus';
 import type { Logger } from '@paddock/telemetry';
 import type { Job, JobStore, TransitionFields } from './jobStore.js';
-import { protoState, type JobState } from './states.js';
+import { isFinal, protoState, type JobState } from './states.js';
 import { traceContextOf } from './traceContext.js';
+
+/** Who decided that an execution is over. */
+export type FinalCause = 'instance-exit' | 'scheduler';
 
 /**
  * The lifecycle state machine: each transition is stored, then published on
@@ -15,17 +18,21 @@ export class Lifecycle {
     private readonly store: JobStore,
     private readonly bus: Bus,
     private readonly log: Logger,
-    private readonly onFinal: (job: Job) => void,
+    private readonly onFinal: (job: Job, cause: FinalCause) => void,
   ) {}
 
-  async move(executionId: string, to: JobState, fields: TransitionFields = {}): Promise<Job | null> {
+  /**
+   * Moves an execution to `to` if the lifecycle allows it. `cause` says who decided a final state: the
+   * broker reporting the instance's end, or the scheduler itself (whose decision the broker must then be told).
+   */
+  async move(executionId: string, to: JobState, fields: TransitionFields = {}, cause: FinalCause = 'scheduler'): Promise<Job | null> {
     const { job, changed } = await this.store.transition(executionId, to, fields);
     if (!job) return null;
     // A redelivered event finds the transition done: publish again in case the first publish was lost.
     if (changed || (job.state === to && job.publishedVersion < job.version)) await this.publish(job);
     if (changed) {
       this.log.info({ executionId, state: to, reason: job.reason || undefined, exitCode: job.exitCode ?? undefined }, 'execution state');
-      if (to === 'completed' || to === 'failed' || to === 'cancelled') this.onFinal(job);
+      if (isFinal(to)) this.onFinal(job, cause);
     }
     return job;
   }

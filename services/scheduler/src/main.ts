@@ -7,4 +7,4 @@ process.title = 'paddock-scheduler';
 const config = schedulerConfig(process.env);
 const log = createLogger('scheduler', config.logLevel);
 const telemetry = startTelemetry({ service: 'paddock-scheduler', otlpEndpoint: config.otlpEndpoint });
-runService({ name: 'scheduler', log, telemetry, start: () => startScheduler(config, log) });
+runService({ name: 'scheduler', log, telemetry, start: (startup) => startScheduler(config, log, startup) });

@@ -2,13 +2,19 @@ import { fileURLToPath } from 'node:url';
 import type { ServiceError } from '@grpc/grpc-js';
 import { Bus, topics, type Subscription } from '@paddock/bus';
 import { createPool, migrate } from '@paddock/db';
+import { PermanentError } from '@paddock/errors';
 import { ExitCause, type InstanceExited } from '@paddock/proto';
+import type { Startup } from '@paddock/service';
 import { injectContext, type Logger } from '@paddock/telemetry';
-import { BrokerRegistry, isRetryable } from './brokers.js';
+import { BrokerRegistry, BrokerUnknownError, isRetryable } from './brokers.js';
 import type { SchedulerConfig } from './config.js';
+import { ConnectionClock } from './connectionClock.js';
 import { Dispatcher } from './dispatcher.js';
-import { JobStore } from './jobStore.js';
+import { JobStore, type Job } from './jobStore.js';
 import { Lifecycle } from './lifecycle.js';
+import { Reconciler } from './reconciler.js';
+import { RetentionCleaner } from './retention.js';
+import { isFinal } from './states.js';
 import { traceContextOf } from './traceContext.js';
 
 export const MIGRATIONS_DIR = fileURLToPath(new URL('../../migrations/', import.meta.url));
@@ -35,29 +41,110 @@ export function finalOf(exit: InstanceExited): { state: 'completed' | 'failed' |
   }
 }
 
-export async function startScheduler(config: SchedulerConfig, log: Logger): Promise<StartedScheduler> {
+/** Waits for a dependency through the service's startup when there is one (health says what it waits for). */
+function waitFor<T>(startup: Startup | undefined, dependency: string, wait: (signal?: AbortSignal) => Promise<T>): Promise<T> {
+  return startup ? startup.waitFor(dependency, wait) : wait();
+}
+
+export async function startScheduler(config: SchedulerConfig, log: Logger, startup?: Startup): Promise<StartedScheduler> {
   if (!config.databaseUrl) throw new Error('DATABASE_URL is required');
   const startedAtMs = Date.now();
   const pool = createPool(config.databaseUrl, { name: 'paddock-scheduler', max: 20 });
-  await migrate(pool, 'scheduler', MIGRATIONS_DIR);
-  const bus = await Bus.connect({ url: config.natsUrl, name: 'paddock-scheduler', log });
+  await waitFor(startup, 'PostgreSQL', (signal) => migrate(pool, 'scheduler', MIGRATIONS_DIR, { log, ...(signal ? { signal } : {}) }));
+  const bus = await waitFor(startup, 'NATS', () => Bus.connect({ ...config.bus, url: config.natsUrl, name: 'paddock-scheduler', log }));
+  const clock = ConnectionClock.of(bus.nc);
   const store = new JobStore(pool);
   const brokers = new BrokerRegistry();
-  let dispatcher: Dispatcher | undefined;
-  const lifecycle = new Lifecycle(store, bus, log, () => dispatcher?.kick());
-  dispatcher = new Dispatcher(store, lifecycle, brokers, config, log);
-  const d = dispatcher;
+
+  /**
+   * Tells the broker to stop and remove an execution's instance. Errors that can pass are thrown (a caller
+   * that can retry does); the rest are logged: the broker has nothing to stop, or refuses for good.
+   */
+  const stopOnBroker = async (brokerId: string, executionId: string, job?: Job): Promise<void> => {
+    try {
+      const reply = await brokers.cancel(brokerId, executionId, config.cancelGraceMs, job ? traceContextOf(job) : undefined);
+      log.debug({ executionId, broker: brokerId, found: reply.found }, 'asked the broker to stop the instance');
+    } catch (err) {
+      if (isRetryable(err)) throw err;
+      log.warn({ executionId, broker: brokerId, details: (err as ServiceError).details }, 'broker refused the cancel');
+    }
+  };
+
+  const lifecycle = new Lifecycle(store, bus, log, (job, cause) => {
+    // Called only after a transition, by then the dispatcher below exists.
+    dispatcher.kick();
+    // A final state the scheduler decided (launch given up, broker lost, a cancel racing a claim...) must
+    // also end the container; when the broker reported the end itself, it is already ending it. A broker
+    // out of reach now is handled by the reconciler when it is heard again.
+    if (cause === 'scheduler' && job.brokerId) {
+      const brokerId = job.brokerId;
+      void stopOnBroker(brokerId, job.executionId, job).catch((err: unknown) =>
+        log.info({ executionId: job.executionId, broker: brokerId, details: (err as ServiceError).details ?? (err as Error).message }, 'broker not reached to stop the instance; the reconciler will'),
+      );
+    }
+  });
+  const dispatcher = new Dispatcher(store, lifecycle, brokers, config, log);
+
+  const applyExit = (id: string, exit: InstanceExited) => {
+    const { state, reason } = finalOf(exit);
+    return lifecycle.move(
+      id,
+      state,
+      {
+        ...(exit.exitCode === undefined ? {} : { exitCode: exit.exitCode }),
+        reason,
+        finishedAtMs: exit.finishedAtMs || Date.now(),
+        ...(exit.startedAtMs ? { startedAtMs: exit.startedAtMs } : {}),
+      },
+      'instance-exit',
+    );
+  };
+
+  const reconciler = new Reconciler(
+    store,
+    brokers,
+    clock,
+    {
+      stop: (brokerId, executionId) => stopOnBroker(brokerId, executionId),
+      relaunch: (executionId) => dispatcher.relaunch(executionId),
+      launchPending: (executionId) => dispatcher.pending(executionId),
+      applyStoredExit: async (executionId) => {
+        const stored = await bus.lastStored(topics.instanceExited, executionId);
+        if (!stored) return false;
+        await applyExit(executionId, stored.message);
+        return true;
+      },
+      fail: async (executionId, reason) => {
+        await lifecycle.move(executionId, 'failed', { reason, finishedAtMs: Date.now() });
+      },
+    },
+    { ...config.reconcile, startedAtMs },
+    log,
+  );
 
   const subs: Subscription[] = [];
   subs.push(
     bus.subscribe(topics.brokerHeartbeat, '*', ({ message }) => {
-      if (brokers.seen(message)) d.kick();
+      const news = brokers.seen(message);
+      if (news.returned) {
+        // Launches that went nowhere while it was unknown or silent (a restart of either side) go out now.
+        void dispatcher.brokerReturned(message.brokerId).catch((err: unknown) => log.warn({ err, broker: message.brokerId }, 'relaunching on a returned broker failed; the reconciler will'));
+      }
+      if (news.returned || news.freed) dispatcher.kick();
     }),
   );
 
   subs.push(
     await bus.consume(topics.executionRequested, { durable: 'scheduler-requested' }, async ({ id, message }) => {
-      if (!message.spec) throw new Error(`request ${id} has no spec`);
+      if (!message.spec) {
+        const reason = 'the request reached the scheduler without an execution spec (what to run); submit it again';
+        const rejected = await store.rejectRequest({ executionId: id, ownerId: message.ownerId, requestedAtMs: message.requestedAtMs, reason, traceParent: activeTraceParent() });
+        if (rejected) {
+          log.error({ executionId: id }, 'request without a spec: execution failed');
+          await lifecycle.publish(rejected);
+        }
+        throw new PermanentError(`execution ${id}: ${reason}`);
+      }
       const queued = await store.enqueue({
         executionId: id,
         ownerId: message.ownerId,
@@ -66,7 +153,7 @@ export async function startScheduler(config: SchedulerConfig, log: Logger): Prom
         traceParent: activeTraceParent(),
       });
       if (queued) log.info({ executionId: id, owner: message.ownerId }, 'execution queued');
-      d.kick();
+      dispatcher.kick();
     }),
   );
 
@@ -75,15 +162,17 @@ export async function startScheduler(config: SchedulerConfig, log: Logger): Prom
       const requested = await store.requestCancel(id);
       // The request itself is on its way (always published before a cancel can be): try again shortly.
       if (!requested) throw new Error(`cancel of ${id} arrived before its request`);
+      // A queued job is never claimed once its cancel is recorded, so it can be cancelled here safely.
       const job = requested.state === 'queued'
         ? await lifecycle.move(id, 'cancelled', { reason: 'cancelled before it started', finishedAtMs: Date.now() })
         : requested;
       if (job && (job.state === 'provisioning' || job.state === 'executing') && job.brokerId) {
         try {
-          await brokers.cancel(job.brokerId, id, config.cancelGraceMs, traceContextOf(job));
+          await stopOnBroker(job.brokerId, id, job);
         } catch (err) {
-          if (isRetryable(err)) throw err;
-          log.warn({ executionId: id, details: (err as ServiceError).details }, 'broker refused the cancel');
+          // Before the broker's first heartbeat there is nobody to ask yet: the claim's launch sees the cancel.
+          if (err instanceof BrokerUnknownError) return;
+          throw err;
         }
       }
     }),
@@ -92,44 +181,30 @@ export async function startScheduler(config: SchedulerConfig, log: Logger): Prom
   subs.push(
     await bus.consume(topics.instanceStarted, { durable: 'scheduler-instance-started' }, async ({ id, message }) => {
       const job = await lifecycle.move(id, 'executing', { startedAtMs: message.startedAtMs });
-      // A cancel that reached the broker before its Launch found nothing to stop: it is stopped now.
-      if (job?.cancelRequested && job.state === 'executing' && job.brokerId) {
-        await brokers.cancel(job.brokerId, id, config.cancelGraceMs, traceContextOf(job));
-      }
+      // Started although it is over (failed while its launch was on the way) or although a cancel reached the
+      // broker before its Launch and found nothing to stop: it is stopped now.
+      const unwanted = job === null || isFinal(job.state) || (job.cancelRequested && job.state === 'executing');
+      if (unwanted) await stopOnBroker(message.brokerId, id, job ?? undefined);
     }),
   );
 
   subs.push(
     await bus.consume(topics.instanceExited, { durable: 'scheduler-instance-exited' }, async ({ id, message }) => {
-      const { state, reason } = finalOf(message);
-      await lifecycle.move(id, state, {
-        ...(message.exitCode === undefined ? {} : { exitCode: message.exitCode }),
-        reason,
-        finishedAtMs: message.finishedAtMs || Date.now(),
-        ...(message.startedAtMs ? { startedAtMs: message.startedAtMs } : {}),
-      });
+      await applyExit(id, message);
     }),
   );
 
-  // A restarted scheduler picks up launches that were in flight; the broker answers those it already has.
-  for (const job of await store.active()) if (job.state === 'provisioning') void d.launch(job);
+  // A restarted scheduler sends again the launches that were in flight (the broker answers those it already
+  // has) once each broker's heartbeat is heard: see brokerReturned.
 
   const sweep = async () => {
     await lifecycle.republish();
-    d.kick();
-    const now = Date.now();
-    if (now - startedAtMs < config.brokerLostAfterMs) return;
-    for (const job of await store.active()) {
-      const seen = job.brokerId ? brokers.lastSeenMs(job.brokerId) : undefined;
-      if (seen === undefined || now - seen > config.brokerLostAfterMs) {
-        await lifecycle.move(job.executionId, 'failed', {
-          reason: `broker ${job.brokerId} stopped answering for ${Math.round(config.brokerLostAfterMs / 1000)}s`,
-          finishedAtMs: now,
-        });
-      }
-    }
+    dispatcher.kick();
   };
   const sweeper = setInterval(() => void sweep().catch((err: unknown) => log.warn({ err }, 'sweep failed')), 2000);
+  const reconciling = setInterval(() => void reconciler.tick().catch((err: unknown) => log.warn({ err }, 'reconcile pass failed; the next one tries again')), config.reconcile.everyMs);
+  const cleaner = new RetentionCleaner(store, config.retentionDays, log);
+  cleaner.start();
   const beat = () => bus.publishCore(topics.serviceHeartbeat, 'scheduler', { service: 'scheduler', instanceId: String(process.pid), atMs: Date.now() });
   beat();
   const heartbeat = setInterval(beat, 1000);
@@ -140,8 +215,10 @@ export async function startScheduler(config: SchedulerConfig, log: Logger): Prom
     stop: () =>
       (stopped ??= (async () => {
         clearInterval(sweeper);
+        clearInterval(reconciling);
         clearInterval(heartbeat);
-        d.stop();
+        cleaner.stop();
+        dispatcher.stop();
         await Promise.all(subs.map((s) => s.stop()));
         brokers.close();
         await bus.drain();

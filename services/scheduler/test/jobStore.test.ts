@@ -215,14 +215,14 @@ test('claim takes queued jobs in request order, as many as there are slots, onto
   );
   assert.deepEqual(await jobOf('e-first'), claimed[0]);
   assert.equal((await jobOf('e-third')).state, 'queued');
-  assert.deepEqual(await store.activeByBroker(), new Map([['broker-a', 1], ['broker-b', 1]]));
+  assert.deepEqual(await store.activeByBroker(), new Map([['broker-a', new Set(['e-first'])], ['broker-b', new Set(['e-second'])]]));
   assert.deepEqual(ids(await store.active()).sort(), ['e-first', 'e-second']);
 });
 
 test('claim stops when no broker has room, and leaves the queue as it was', async () => {
   await enqueue('e-wait-1', 'alice', 1_000);
   await enqueue('e-wait-2', 'bob', 2_000);
-  assert.deepEqual(await store.claim(5, 10, () => null), { claimed: [], overLimit: [] });
+  assert.deepEqual(await store.claim(5, 10, () => null), { claimed: [], overLimit: [], unreadable: [] });
   for (const id of ['e-wait-1', 'e-wait-2']) {
     const job = await jobOf(id);
     assert.deepEqual([job.state, job.version, job.brokerId], ['queued', 1, null]);
@@ -379,4 +379,92 @@ test('a failed launch counts the attempt and when to try again', async () => {
   await store.launchFailed('e-retry', 9_000);
   const job = await jobOf('e-retry');
   assert.deepEqual([job.launchAttempts, job.nextAttemptMs, job.state, job.version], [2, 9_000, 'provisioning', 2]);
+});
+
+test('a queued job whose cancel was asked for is never claimed', async () => {
+  await enqueue('e-cancelling', 'alice', 1_000);
+  await enqueue('e-next', 'alice', 2_000);
+  await store.requestCancel('e-cancelling');
+  const { claimed } = await store.claim(5, 10, toBroker('b'));
+  assert.deepEqual(ids(claimed), ['e-next']);
+  assert.equal((await jobOf('e-cancelling')).state, 'queued');
+});
+
+test('a job whose stored spec cannot be decoded is failed by the claim with a reason, and the queue goes on', async () => {
+  await enqueue('e-before', 'alice', 1_000);
+  await enqueue('e-poison', 'alice', 2_000);
+  await enqueue('e-after', 'alice', 3_000);
+  // Field 1 as a length-delimited value 127 bytes long, with 2 bytes behind it: no decoder can read it.
+  await pool.query(`UPDATE scheduler_jobs SET spec = '\\x0a7f0000'::bytea WHERE execution_id = 'e-poison'`);
+
+  // Lists that read every row do not stop at it either.
+  assert.deepEqual(ids(await store.unpublished()), []);
+  assert.equal((await jobOf('e-poison')).specError !== null, true);
+
+  const { claimed, unreadable } = await store.claim(5, 10, toBroker('b'));
+  assert.deepEqual(ids(claimed), ['e-before', 'e-after']);
+  assert.deepEqual(ids(unreadable), ['e-poison']);
+  const poison = await jobOf('e-poison');
+  assert.equal(poison.state, 'failed');
+  assert.equal(poison.version, 2);
+  assert.match(poison.reason, /could not read this execution's stored request .*submit it again/);
+  assert.ok(poison.finishedAtMs);
+  // Its failure is owed to the bus like any transition.
+  assert.deepEqual(ids(await store.unpublished()).sort(), ['e-after', 'e-before', 'e-poison']);
+});
+
+test('a claim records when the job was first claimed, and a failed launch counts as a change of the job', async () => {
+  await enqueue('e-claimed-at', 'alice', 1_000);
+  const { claimed } = await store.claim(1, 10, toBroker('b'), 42_000);
+  assert.equal(claimed[0]?.claimedAtMs, 42_000);
+  await pool.query(`UPDATE scheduler_jobs SET updated_at = now() - interval '1 hour' WHERE execution_id = 'e-claimed-at'`);
+  const nowMs = Date.now();
+  const [before] = await store.views([], nowMs);
+  assert.ok(before && nowMs - before.changedAtMs >= 3_600_000 - 1_000, 'the back-dated change is an hour old');
+  await store.launchFailed('e-claimed-at', 5_000);
+  const [after] = await store.views([], Date.now());
+  assert.ok(after && Date.now() - after.changedAtMs < 5_000, 'the failed launch is a recent change');
+});
+
+test('views() gives every active job and the asked-for ones in any state, with the age of their last change', async () => {
+  await enqueue('e-v-queued', 'alice', 1_000);
+  await enqueue('e-v-active', 'alice', 2_000);
+  await enqueue('e-v-final', 'alice', 3_000);
+  await store.transition('e-v-active', 'provisioning', { brokerId: 'b1' });
+  await store.transition('e-v-final', 'failed', { reason: 'x' });
+  await pool.query(`UPDATE scheduler_jobs SET updated_at = now() - interval '10 seconds' WHERE execution_id = 'e-v-final'`);
+
+  const nowMs = Date.now();
+  const views = await store.views(['e-v-final', 'e-v-unknown'], nowMs);
+  const byId = new Map(views.map((v) => [v.executionId, v]));
+  assert.deepEqual([...byId.keys()].sort(), ['e-v-active', 'e-v-final']);
+  assert.deepEqual([byId.get('e-v-active')?.state, byId.get('e-v-active')?.brokerId], ['provisioning', 'b1']);
+  const ageMs = nowMs - byId.get('e-v-final')!.changedAtMs;
+  assert.ok(ageMs >= 9_500 && ageMs < 15_000, `the final job changed ${ageMs} ms ago`);
+});
+
+test('retention deletes final jobs older than the period whose end reached the bus, and nothing else', async () => {
+  const backDate = (id: string, days: number) => pool.query(`UPDATE scheduler_jobs SET updated_at = now() - make_interval(days => $2) WHERE execution_id = $1`, [id, days]);
+  for (const id of ['e-old-done', 'e-old-failed', 'e-old-unpublished', 'e-old-running', 'e-young-done', 'e-old-queued']) await enqueue(id, 'alice', 1_000);
+  for (const id of ['e-old-done', 'e-young-done', 'e-old-unpublished']) {
+    await store.transition(id, 'provisioning', { brokerId: 'b' });
+    await store.transition(id, 'completed', { exitCode: 0 });
+  }
+  await store.transition('e-old-failed', 'failed', { reason: 'x' });
+  await store.transition('e-old-running', 'provisioning', { brokerId: 'b' });
+  await pool.query(`UPDATE scheduler_jobs SET published_version = version WHERE execution_id <> 'e-old-unpublished'`);
+  for (const id of ['e-old-done', 'e-old-failed', 'e-old-unpublished', 'e-old-running', 'e-old-queued']) await backDate(id, 31);
+  await backDate('e-young-done', 29);
+
+  assert.equal(await store.deleteFinalOlderThan(30, 1), 2, 'in batches of one');
+  const left = (await pool.query<{ id: string }>(`SELECT execution_id AS id FROM scheduler_jobs ORDER BY 1`)).rows.map((r) => r.id);
+  assert.deepEqual(left, ['e-old-queued', 'e-old-running', 'e-old-unpublished', 'e-young-done']);
+  assert.equal(await store.deleteFinalOlderThan(30), 0);
+});
+
+test('a request that can never run is recorded as failed once, owed to the bus', async () => {
+  const job = await store.rejectRequest({ executionId: 'e-reject', ownerId: 'alice', requestedAtMs: 1_000, reason: 'no spec', traceParent: null }, 7_000);
+  assert.deepEqual([job?.state, job?.version, job?.publishedVersion, job?.reason, job?.finishedAtMs], ['failed', 2, 1, 'no spec', 7_000]);
+  assert.equal(await store.rejectRequest({ executionId: 'e-reject', ownerId: 'alice', requestedAtMs: 1_000, reason: 'no spec', traceParent: null }), null);
+  assert.equal(await store.enqueue({ executionId: 'e-reject', ownerId: 'alice', spec: spec('true'), requestedAtMs: 1_000, traceParent: null }), false);
 });

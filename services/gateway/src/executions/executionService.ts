@@ -1,14 +1,18 @@
-import { ConflictError, NotFoundError } from '@paddock/errors';
+import { NatsError } from 'nats';
+import { BlobStore } from '@paddock/blobs';
+import { ConflictError, MessageTooLargeError, NotFoundError, PermanentError } from '@paddock/errors';
 import { topics, type Bus } from '@paddock/bus';
-import type { ExecutionSpec } from '@paddock/proto';
+import { ExecutionSpec, type BlobRef } from '@paddock/proto';
 import { sealSpec } from '@paddock/secrets';
 import { withSpan, type Logger } from '@paddock/telemetry';
 import type { GatewayConfig } from '../config.js';
 import { newId } from '../ids.js';
 import type { SecretStore } from '../secrets/secretStore.js';
 import type { User } from '../users/userStore.js';
-import { FINAL_STATES, type ExecutionRow, type ExecutionStore } from './executionStore.js';
+import { FINAL_STATES, type ExecutionRow, type ExecutionStore, type UnpublishedRow } from './executionStore.js';
+import { placeInputs } from './inputs.js';
 import { normalizeRequest, toSpec } from './request.js';
+import { encodeRequested } from './requestSize.js';
 import type { ApiState, ExecutionRequest, Kind } from './schemas.js';
 
 export interface ExecutionView {
@@ -21,6 +25,8 @@ export interface ExecutionView {
   image: string;
   command: string | null;
   script: string | null;
+  /** A script too large to travel inline is kept in the blob store only, and named here. */
+  scriptRef: BlobRef | null;
   runtime: string | null;
   prompt: string | null;
   repo: { url: string; branch: string | null } | null;
@@ -47,6 +53,7 @@ export function view(row: ExecutionRow): ExecutionView {
     image: r.image,
     command: r.command,
     script: r.script,
+    scriptRef: r.scriptRef ?? null,
     // Rows stored before agents existed have none of these.
     runtime: r.runtime ?? null,
     prompt: r.prompt ?? null,
@@ -64,6 +71,24 @@ export function view(row: ExecutionRow): ExecutionView {
 }
 
 const PUBLISH_TIMEOUT_MS = 1_500;
+/** The outbox relay's first retry after NATS failed it, and the longest wait between two tries. */
+const RELAY_FIRST_RETRY_MS = 2_000;
+const RELAY_MAX_RETRY_MS = 10_000;
+
+/** What became of one attempt to put a request on the bus. */
+type PublishOutcome =
+  | { readonly kind: 'published' }
+  /** NATS is away or slow: the outbox tries again later. */
+  | { readonly kind: 'later'; readonly err: unknown }
+  /** It can never be published, whatever NATS's state; the reason is for a person. */
+  | { readonly kind: 'refused'; readonly reason: string };
+
+/** NATS failing the outbox: since when, and when the relay tries again. */
+interface Outage {
+  readonly sinceMs: number;
+  failures: number;
+  nextAttemptAtMs: number;
+}
 
 /** Accepting, finding and cancelling executions on behalf of a user. */
 export class ExecutionService {
@@ -73,36 +98,62 @@ export class ExecutionService {
     private readonly bus: Bus,
     private readonly config: GatewayConfig,
     private readonly log: Logger,
+    private readonly blobs: BlobStore = new BlobStore(config.blobsDir),
   ) {}
 
   /**
    * Stores the execution, then puts the request on the bus. If NATS is down the answer is still 201: the
-   * row is the promise, and the outbox relay publishes it when NATS is back.
+   * row is the promise, and the outbox relay publishes it when NATS is back. A request too large for the
+   * bus is refused (413) before anything is stored; large files and scripts go to the blob store first.
    */
   async create(user: User, body: ExecutionRequest): Promise<ExecutionRow> {
     const request = normalizeRequest(body, this.config);
     const id = newId();
+    const inputs = placeInputs(request);
     // An agent's provider keys may come from the owner's stored secrets; the request's own env wins. What
     // may be secret is sealed for the broker before the spec is stored or published.
-    const spec = sealSpec(toSpec(request, request.kind === 'agent' ? await this.secrets.values(user.id) : {}), this.secrets.box, id);
+    const spec = sealSpec(toSpec(request, request.kind === 'agent' ? await this.secrets.values(user.id) : {}, inputs), this.secrets.box, id);
+    encodeRequested({ executionId: id, ownerId: user.id, spec, requestedAtMs: Date.now() });
     // The root of the execution's trace: the scheduler and the broker continue it from the bus message.
     return withSpan('gateway.create_execution', { 'paddock.execution_id': id, 'paddock.owner': user.id }, async () => {
+      // Before the row: a published request must never name a blob that is not there yet.
+      for (const bytes of inputs.blobs.values()) await this.blobs.put(bytes);
       const row = await this.store.insert(id, user.id, request, spec);
-      await this.publishRequest(id, user.id, spec, row.createdAt.getTime());
+      const outcome = await this.publishRequest(id, user.id, spec, row.createdAt.getTime());
+      if (outcome.kind === 'later') this.log.warn({ err: outcome.err, executionId: id }, 'request not on the bus yet; the outbox will retry');
+      if (outcome.kind === 'refused') return (await this.refuse(id, outcome.reason)) ?? row;
       return row;
     });
   }
 
-  async publishRequest(id: string, ownerId: string, spec: ExecutionSpec, requestedAtMs: number): Promise<boolean> {
+  private async publishRequest(id: string, ownerId: string, spec: ExecutionSpec, requestedAtMs: number): Promise<PublishOutcome> {
     try {
       // The caller waits for this answer: when NATS is away, the outbox relay publishes later instead.
       await this.bus.publish(topics.executionRequested, id, { executionId: id, ownerId, spec, requestedAtMs }, { msgId: `${id}.requested`, timeoutMs: PUBLISH_TIMEOUT_MS });
-      await this.store.markPublished(id);
-      return true;
     } catch (err) {
-      this.log.warn({ err, executionId: id }, 'request not on the bus yet; the outbox will retry');
-      return false;
+      const reason = this.permanentFailure(err);
+      return reason === undefined ? { kind: 'later', err } : { kind: 'refused', reason };
     }
+    await this.store.markPublished(id);
+    return { kind: 'published' };
+  }
+
+  /** Why a publish can never succeed, or undefined when trying again may work (NATS away, slow, restarting). */
+  private permanentFailure(err: unknown): string | undefined {
+    if (err instanceof MessageTooLargeError) {
+      return `its request is ${err.sizeBytes} bytes, more than the ${err.limitBytes} the bus accepts (it was accepted before large files went to the blob store); submit it again`;
+    }
+    if (err instanceof PermanentError) return `its request can never be put on the bus (${err.message}); submit it again`;
+    if (err instanceof NatsError) return undefined;
+    // Thrown before anything reached NATS: the message cannot be built from this row (an invalid id or spec).
+    if (err instanceof Error && !('code' in err)) return `its request could not be put on the bus (${err.message}); submit it again`;
+    return undefined;
+  }
+
+  private async refuse(id: string, reason: string): Promise<ExecutionRow | null> {
+    const row = await this.store.failUnpublished(id, reason);
+    if (row) this.log.error({ executionId: id, reason }, 'request can never be published: execution failed');
+    return row;
   }
 
   /** The execution, if this user may see it; another user's id is simply not found. */
@@ -120,18 +171,60 @@ export class ExecutionService {
   }
 
   #relaying: Promise<void> | undefined;
+  #outage: Outage | undefined;
 
-  /** Publishes requests that were accepted while NATS was unreachable; one pass at a time. */
-  relayOutbox(): Promise<void> {
+  /**
+   * Publishes requests that were accepted while NATS was unreachable; one pass at a time. A row that can
+   * never be published fails its execution with the reason and the pass goes on; while NATS fails the
+   * relay, it tries again after 2 s, 4 s, 8 s… (at most 10 s apart), counted from the first failure.
+   */
+  relayOutbox(nowMs = Date.now()): Promise<void> {
+    if (this.#outage && nowMs < this.#outage.nextAttemptAtMs) return this.#relaying ?? Promise.resolve();
     this.#relaying ??= (async () => {
       try {
+        let published = 0;
         for (const r of await this.store.unpublished(1000)) {
-          if (!(await this.publishRequest(r.id, r.ownerId, r.spec, r.createdAt.getTime()))) return;
+          const outcome = await this.relayOne(r);
+          if (outcome.kind === 'later') {
+            this.#retryLater(outcome.err, nowMs);
+            return;
+          }
+          if (outcome.kind === 'published') published++;
+        }
+        if (this.#outage) {
+          this.log.info({ published, outageMs: nowMs - this.#outage.sinceMs }, 'outbox relay: NATS takes requests again');
+          this.#outage = undefined;
         }
       } finally {
         this.#relaying = undefined;
       }
     })();
     return this.#relaying;
+  }
+
+  private async relayOne(r: UnpublishedRow): Promise<PublishOutcome> {
+    let spec: ExecutionSpec;
+    try {
+      spec = ExecutionSpec.decode(r.specBytes);
+    } catch (err) {
+      const reason = `its stored request cannot be read any more (${(err as Error).message}); submit it again`;
+      await this.refuse(r.id, reason);
+      return { kind: 'refused', reason };
+    }
+    const outcome = await this.publishRequest(r.id, r.ownerId, spec, r.createdAt.getTime());
+    if (outcome.kind === 'refused') await this.refuse(r.id, outcome.reason);
+    return outcome;
+  }
+
+  /** `attemptMs`: when the pass that failed began; the schedule is counted from the first such pass. */
+  #retryLater(err: unknown, attemptMs: number): void {
+    if (!this.#outage) {
+      this.#outage = { sinceMs: attemptMs, failures: 0, nextAttemptAtMs: attemptMs };
+      this.log.warn({ err }, 'outbox relay: NATS does not take requests; retrying with backoff');
+    }
+    const outage = this.#outage;
+    outage.failures++;
+    outage.nextAttemptAtMs += Math.min(RELAY_FIRST_RETRY_MS * 2 ** (outage.failures - 1), RELAY_MAX_RETRY_MS);
+    this.log.debug({ err, failures: outage.failures, retryInMs: outage.nextAttemptAtMs - attemptMs }, 'outbox relay: publish failed');
   }
 }

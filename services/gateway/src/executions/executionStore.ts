@@ -1,13 +1,26 @@
 import type { Pool } from '@paddock/db';
-import { ExecutionSpec } from '@paddock/proto';
+import { ExecutionSpec, type BlobRef } from '@paddock/proto';
 import type { NormalizedRequest } from './request.js';
 import type { ApiState } from './schemas.js';
 
-/** What is kept of the request for display: file contents, env values and the repo token are not shown back. */
+/**
+ * What is kept of the request for display: file contents, env values and the repo token are not shown back,
+ * and a script stored in the blob store is kept there only (the row names it by `scriptRef`).
+ */
 export interface StoredRequest extends Omit<NormalizedRequest, 'files' | 'env' | 'repo'> {
   files: string[];
   env: string[];
   repo: { url: string; branch: string | null } | null;
+  /** Absent from rows stored before large scripts went to the blob store. */
+  scriptRef?: BlobRef | null;
+}
+
+/** A row whose request has not reached the bus yet, with its spec as stored (it may not decode any more). */
+export interface UnpublishedRow {
+  id: string;
+  ownerId: string;
+  specBytes: Buffer;
+  createdAt: Date;
 }
 
 export interface ExecutionRow {
@@ -47,6 +60,8 @@ export class ExecutionStore {
   async insert(id: string, ownerId: string, request: NormalizedRequest, spec: ExecutionSpec): Promise<ExecutionRow> {
     const stored: StoredRequest = {
       ...request,
+      script: spec.scriptRef ? null : request.script,
+      scriptRef: spec.scriptRef ?? null,
       files: Object.keys(request.files).sort(),
       env: Object.keys(request.env).sort(),
       repo: request.repo ? { url: request.repo.url, branch: request.repo.branch } : null,
@@ -62,14 +77,42 @@ export class ExecutionStore {
     await this.pool.query(`UPDATE executions SET published = true WHERE id = $1`, [id]);
   }
 
-  /** Rows whose request never reached the bus (NATS was down when they were accepted). */
-  async unpublished(olderThanMs: number): Promise<{ id: string; ownerId: string; spec: ExecutionSpec; createdAt: Date }[]> {
-    const r = await this.pool.query<{ id: string; ownerId: string; spec: Buffer; createdAt: Date }>(
-      `SELECT id, owner_id AS "ownerId", spec, created_at AS "createdAt" FROM executions
-       WHERE NOT published AND created_at < now() - make_interval(secs => $1::float / 1000) ORDER BY created_at LIMIT 500`,
-      [olderThanMs],
+  /** Rows whose request never reached the bus (NATS was down when they were accepted), oldest first. */
+  async unpublished(olderThanMs: number, limit = 500): Promise<UnpublishedRow[]> {
+    const r = await this.pool.query<UnpublishedRow>(
+      `SELECT id, owner_id AS "ownerId", spec AS "specBytes", created_at AS "createdAt" FROM executions
+       WHERE NOT published AND created_at < now() - make_interval(secs => $1::float / 1000) ORDER BY created_at LIMIT $2`,
+      [olderThanMs, limit],
     );
-    return r.rows.map((x) => ({ ...x, spec: ExecutionSpec.decode(x.spec) }));
+    return r.rows;
+  }
+
+  /**
+   * Ends an execution whose request can never be put on the bus: failed, with the reason, and done for the
+   * outbox. The scheduler never heard of it, so this row is the only place its end is recorded.
+   */
+  async failUnpublished(id: string, reason: string): Promise<ExecutionRow | null> {
+    const r = await this.pool.query<ExecutionRow>(
+      `UPDATE executions SET state = 'failed', error = $2, finished_at = now(), published = true
+       WHERE id = $1 AND NOT published AND state = 'queued' RETURNING ${COLUMNS}`,
+      [id, reason],
+    );
+    return r.rows[0] ?? null;
+  }
+
+  /**
+   * Removes final executions that ended before `before` (their terminal tickets go with them), at most
+   * `limit` at a time so that a large backlog never holds a long lock; returns how many.
+   */
+  async removeFinishedBefore(before: Date, limit = 1000): Promise<number> {
+    const r = await this.pool.query(
+      `DELETE FROM executions WHERE id IN (
+         SELECT id FROM executions
+         WHERE state IN ('completed', 'failed', 'cancelled') AND COALESCE(finished_at, created_at) < $1
+         LIMIT $2)`,
+      [before, limit],
+    );
+    return r.rowCount ?? 0;
   }
 
   /** The execution if `ownerId` may see it (null = any owner, for admins). */

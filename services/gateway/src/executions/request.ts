@@ -2,6 +2,7 @@ import { ValidationError } from '@paddock/errors';
 import { ExecutionKind, NetworkMode, type ExecutionSpec } from '@paddock/proto';
 import { findRuntime } from '@paddock/runtimes';
 import type { GatewayConfig } from '../config.js';
+import { placeInputs, type PlacedInputs } from './inputs.js';
 import type { ExecutionRequest, Kind } from './schemas.js';
 
 /** A request with every default filled in: what is stored and shown (but for secrets: see ExecutionStore). */
@@ -33,6 +34,8 @@ function checkPath(path: string): void {
   if (parts.some((p) => p === '' || p === '.')) throw new ValidationError(`${where}: the path has an empty or "." segment`);
 }
 
+const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+
 /** Checks what JSON Schema cannot (kind-specific fields, paths, limits) and fills the defaults. */
 export function normalizeRequest(body: ExecutionRequest, config: GatewayConfig): NormalizedRequest {
   const only = (allowed: readonly (keyof ExecutionRequest)[]) => {
@@ -54,6 +57,10 @@ export function normalizeRequest(body: ExecutionRequest, config: GatewayConfig):
   if (body.kind === 'agent' && runtime === undefined) throw new ValidationError(`no agent runtime "${body.runtime ?? config.defaults.runtime}"`);
   const files = body.files ?? {};
   Object.keys(files).forEach(checkPath);
+  // Checked here rather than with `propertyNames`, which OpenAPI 3.0 schemas do not have.
+  for (const name of Object.keys(body.env ?? {})) {
+    if (!ENV_NAME.test(name)) throw new ValidationError(`env has a key "${name}" that must match ${ENV_NAME.source} (letters, digits and _, not first a digit)`);
+  }
   const cpus = body.resources?.cpus ?? config.defaults.cpus;
   const memoryMb = body.resources?.memoryMb ?? config.defaults.memoryMb;
   // A service lives until it is stopped: only the maximum bounds it, unless it asks for less.
@@ -87,13 +94,16 @@ const KINDS: Record<Kind, ExecutionKind> = {
   agent: ExecutionKind.EXECUTION_KIND_AGENT,
 };
 
-/** The spec the scheduler and broker get; `secretEnv` (the owner's secrets) is under the request's own env. */
-export function toSpec(r: NormalizedRequest, secretEnv: Record<string, string> = {}): ExecutionSpec {
+/**
+ * The spec the scheduler and broker get; `secretEnv` (the owner's secrets) is under the request's own env.
+ * Files and script are where `inputs` put them: inline, or by reference to the blob store.
+ */
+export function toSpec(r: NormalizedRequest, secretEnv: Record<string, string> = {}, inputs: PlacedInputs = placeInputs(r)): ExecutionSpec {
   return {
     kind: KINDS[r.kind],
     command: r.command ?? '',
-    script: r.script ?? '',
-    files: Object.fromEntries(Object.entries(r.files).map(([p, c]) => [p, Buffer.from(c, 'utf8')])),
+    script: inputs.script,
+    files: inputs.files,
     env: { ...secretEnv, ...r.env },
     image: r.image,
     cpuMillis: Math.round(r.resources.cpus * 1000),
@@ -103,8 +113,8 @@ export function toSpec(r: NormalizedRequest, secretEnv: Record<string, string> =
     pidsLimit: 0,
     service: r.service,
     sealed: Buffer.alloc(0),
-    fileRefs: {},
-    scriptRef: undefined,
+    fileRefs: inputs.fileRefs,
+    scriptRef: inputs.scriptRef,
     diskBytes: 0,
     agent:
       r.kind === 'agent'

@@ -39,7 +39,11 @@ export const executionRequestSchema = {
       description: 'shell runs `command` with /bin/sh -c; python runs `script`; agent gives `prompt` to the agent `runtime`',
     },
     command: { type: 'string', minLength: 1, maxLength: 100_000 },
-    script: { type: 'string', minLength: 1, maxLength: 5_000_000 },
+    script: {
+      type: 'string',
+      minLength: 1,
+      description: 'the Python script (kind python); one larger than the inline budget is stored in the blob store and shown back as scriptRef',
+    },
     runtime: { type: 'string', enum: RUNTIME_NAMES, description: 'the agent runtime (kind agent); default: the server\'s default runtime' },
     prompt: { type: 'string', minLength: 1, maxLength: 1_000_000 },
     repo: {
@@ -55,14 +59,15 @@ export const executionRequestSchema = {
     },
     files: {
       type: 'object',
-      description: 'Files written into /workspace before the job starts: relative path -> UTF-8 content',
+      description:
+        'Files written into /workspace before the job starts: relative path -> UTF-8 content. Small ones travel with the request; large ones are stored once and travel by reference. Together with the rest of the request they may fill the whole body limit.',
       maxProperties: 1000,
       additionalProperties: { type: 'string' },
     },
     env: {
       type: 'object',
       maxProperties: 200,
-      propertyNames: { pattern: '^[A-Za-z_][A-Za-z0-9_]*$' },
+      description: 'environment variables: names of letters, digits and _ (not first a digit)',
       additionalProperties: { type: 'string', maxLength: 100_000 },
     },
     image: { type: 'string', minLength: 1, maxLength: 512, pattern: '^[A-Za-z0-9][A-Za-z0-9._/:@-]*$' },
@@ -97,6 +102,12 @@ export const executionView = {
     image: { type: 'string' },
     command: nullableString,
     script: nullableString,
+    scriptRef: {
+      type: ['object', 'null'],
+      properties: { sha256: { type: 'string' }, sizeBytes: { type: 'integer' } },
+      required: ['sha256', 'sizeBytes'],
+      description: 'a script too large to travel with the request, kept in the blob store only (script is then null)',
+    },
     runtime: nullableString,
     prompt: nullableString,
     repo: {
@@ -119,7 +130,7 @@ export const executionView = {
     startedAt: nullableString,
     finishedAt: nullableString,
   },
-  required: ['id', 'owner', 'kind', 'state', 'exitCode', 'error', 'image', 'command', 'script', 'runtime', 'prompt', 'repo', 'resources', 'timeoutS', 'network', 'createdAt', 'startedAt', 'finishedAt'],
+  required: ['id', 'owner', 'kind', 'state', 'exitCode', 'error', 'image', 'command', 'script', 'scriptRef', 'runtime', 'prompt', 'repo', 'resources', 'timeoutS', 'network', 'createdAt', 'startedAt', 'finishedAt'],
 } as const;
 
 export const idParams = {

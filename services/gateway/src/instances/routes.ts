@@ -1,13 +1,16 @@
+import type { ServerResponse } from 'node:http';
 import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
 import { NotFoundError, UnauthorizedError } from '@paddock/errors';
-import { OutputStream, type AccessReply } from '@paddock/proto';
+import { OutputStream, type AccessReply, type ExecOutput } from '@paddock/proto';
 import type { Logger } from '@paddock/telemetry';
 import { errorResponses } from '../errors.js';
 import type { ExecutionService } from '../executions/executionService.js';
 import type { ExecutionRow } from '../executions/executionStore.js';
+import { RequestTooLargeError } from '../executions/requestSize.js';
 import { idParams } from '../executions/schemas.js';
 import type { User, UserStore } from '../users/userStore.js';
 import { InstanceUnavailableError, type BrokerDirectory } from './brokers.js';
+import { ExecLines, type StreamName } from './execLines.js';
 import { bridgeTerminal } from './terminal.js';
 import type { TicketStore } from './ticketStore.js';
 
@@ -19,10 +22,28 @@ export interface InstanceRoutesOptions {
   log: Logger;
 }
 
-const STREAM_NAMES: Partial<Record<OutputStream, string>> = {
+const STREAM_NAMES: Partial<Record<OutputStream, StreamName>> = {
   [OutputStream.OUTPUT_STREAM_STDOUT]: 'stdout',
   [OutputStream.OUTPUT_STREAM_STDERR]: 'stderr',
 };
+
+/**
+ * The most an exec's command and stdin may take together: they travel in one gRPC message to the broker,
+ * whose limit is 4 MiB, and the command line itself is bounded by the kernel's (2 MiB for all arguments).
+ */
+export const EXEC_INPUT_MAX_BYTES = 1024 * 1024;
+
+/** Resolves when `res` can take more (its buffer drained) or is gone. */
+function writable(res: ServerResponse): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      res.off('drain', done).off('close', done);
+      resolve();
+    };
+    res.once('drain', done).once('close', done);
+  });
+}
+
 
 /**
  * A running execution as a place to join: its SSH details, a terminal over WebSocket, commands run in it.
@@ -88,48 +109,80 @@ export const instanceRoutes: FastifyPluginAsync<InstanceRoutesOptions> = async (
     },
   );
 
-  app.post<{ Params: { id: string }; Body: { cmd: string[]; stdin?: string } }>(
+  app.post<{ Params: { id: string }; Querystring: { encoding?: 'utf8' | 'base64' }; Body: { cmd: string[]; stdin?: string } }>(
     '/api/v1/instances/:id/exec',
     {
       schema: {
         tags: ['instances'],
         summary: 'Run a command in a running instance as the agent user, in /workspace',
         description:
-          'Answers application/x-ndjson as the command runs: {"stream":"stdout"|"stderr","data":"…"} lines, then {"exitCode":N}.',
+          'Answers application/x-ndjson as the command runs: {"stream":"stdout"|"stderr","data":"…"} lines, then {"exitCode":N}. ' +
+          'With encoding=utf8 (the default) data is text and a character is never split across two lines (bytes that are not UTF-8 become U+FFFD); ' +
+          'with encoding=base64 data is the bytes, base64-encoded. The command and stdin may take 1 MiB together. ' +
+          'A client that reads slowly slows the command down; one that goes away stops it.',
         params: idParams,
+        querystring: { type: 'object', additionalProperties: false, properties: { encoding: { type: 'string', enum: ['utf8', 'base64'] } } },
         body: {
           type: 'object',
           additionalProperties: false,
           required: ['cmd'],
           properties: {
             cmd: { type: 'array', minItems: 1, maxItems: 1000, items: { type: 'string', maxLength: 100_000 } },
-            stdin: { type: 'string', maxLength: 5_000_000 },
+            stdin: { type: 'string' },
           },
         },
         response: { 200: { description: 'output lines, then the exit code', content: { 'application/x-ndjson': { schema: { type: 'string' } } } }, ...errorResponses },
       },
     },
     async (req, reply) => {
-      const row = await running(req.user, req.params.id);
-      const abort = new AbortController();
-      req.raw.once('close', () => abort.abort());
-      const output = brokers.exec(row.brokerId, { executionId: row.id, cmd: req.body.cmd, stdin: Buffer.from(req.body.stdin ?? '', 'utf8') }, abort.signal);
-      // The first message tells whether the command runs at all: a refusal is still a proper error answer.
-      const first = await output.next();
-      reply.hijack();
-      const res = reply.raw;
-      res.writeHead(200, { 'content-type': 'application/x-ndjson', 'cache-control': 'no-store' });
-      const write = (out: { stream: OutputStream; data: Buffer | Uint8Array; exitCode?: number | undefined }) => {
-        if (out.exitCode !== undefined) res.write(`${JSON.stringify({ exitCode: out.exitCode })}\n`);
-        else res.write(`${JSON.stringify({ stream: STREAM_NAMES[out.stream] ?? 'stdout', data: Buffer.from(out.data).toString('utf8') })}\n`);
-      };
-      try {
-        if (!first.done) write(first.value);
-        for await (const out of output) write(out);
-      } catch (err) {
-        res.write(`${JSON.stringify({ error: { code: 'exec_failed', message: (err as Error).message } })}\n`);
+      const stdin = Buffer.from(req.body.stdin ?? '', 'utf8');
+      const inputBytes = stdin.length + req.body.cmd.reduce((n, arg) => n + Buffer.byteLength(arg) + 1, 0);
+      if (inputBytes > EXEC_INPUT_MAX_BYTES) {
+        throw new RequestTooLargeError(`the command and stdin take ${inputBytes} bytes, more than the ${EXEC_INPUT_MAX_BYTES} (1 MiB) an exec may take; put large input in a file of the workspace instead`, inputBytes, EXEC_INPUT_MAX_BYTES);
       }
-      res.end();
+      const row = await running(req.user, req.params.id);
+      const res = reply.raw;
+      const abort = new AbortController();
+      // The request was read in full before this handler ran, so only the response tells that the caller left;
+      // cancelling the gRPC call makes the broker kill the command.
+      const onClose = () => {
+        if (!res.writableFinished) abort.abort();
+      };
+      res.once('close', onClose);
+      const output = brokers.exec(row.brokerId, { executionId: row.id, cmd: req.body.cmd, stdin }, abort.signal);
+      // The first message tells whether the command runs at all: a refusal is still a proper error answer.
+      let first: IteratorResult<ExecOutput, void>;
+      try {
+        first = await output.next();
+      } catch (err) {
+        res.off('close', onClose);
+        throw err;
+      }
+      reply.hijack();
+      res.writeHead(200, { 'content-type': 'application/x-ndjson', 'cache-control': 'no-store' });
+      const lines = new ExecLines(req.query.encoding ?? 'utf8');
+      // Waiting for the socket to drain holds the loop, which stops pulling from the gRPC stream: HTTP/2 flow
+      // control then holds the broker, and the broker the command, so a slow reader slows the command down.
+      const send = async (text: string) => {
+        if (text !== '' && !res.destroyed && !res.write(text)) await writable(res);
+      };
+      const handle = (out: ExecOutput) =>
+        send(out.exitCode !== undefined ? lines.end(out.exitCode) : lines.output(STREAM_NAMES[out.stream] ?? 'stdout', out.data));
+      try {
+        if (!first.done) {
+          await handle(first.value);
+          for await (const out of output) {
+            if (abort.signal.aborted) break;
+            await handle(out);
+          }
+        }
+      } catch (err) {
+        await send(lines.end(undefined));
+        await send(`${JSON.stringify({ error: { code: 'exec_failed', message: (err as Error).message } })}\n`);
+      } finally {
+        res.off('close', onClose);
+        res.end();
+      }
     },
   );
 
