@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Sets up everything Paddock needs on a Debian machine, as root; idempotent and quick the second time.
-#   - Debian packages (docker.io, nats-server, debootstrap, protoc, chromium, ...) when missing
+#   - Debian packages (docker.io, nats-server, debootstrap, protoc, chromium, runsc, ...) when missing
+#   - gVisor (runsc) registered as a dockerd runtime
 #   - dockerd running (a stale pid file left by a killed daemon is removed first)
 #   - npm dependencies (npm ci when package-lock.json changed) and the TypeScript build
 #   - the images (paddock/base from Debian, then the task agent and the agent CLIs), each built once
@@ -23,6 +24,7 @@ have zip           || need_pkgs+=(zip)
 have unzip         || need_pkgs+=(unzip)
 have curl          || need_pkgs+=(curl)
 have ip            || need_pkgs+=(iproute2)
+have runsc         || need_pkgs+=(runsc)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
     log "missing Debian packages: ${need_pkgs[*]} (run as root, or install them first)"; exit 1
@@ -33,7 +35,31 @@ if [ ${#need_pkgs[@]} -gt 0 ]; then
   apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}" >/dev/null
 fi
 
+# --- gVisor ----------------------------------------------------------------------------------------
+# runsc is registered with dockerd as the runtime `runsc`. --network=host makes the sandbox use the
+# container's own network namespace (not the host's): Paddock's relay enters that namespace to reach an
+# instance's ports, which gVisor's internal network stack would hide.
+daemon_json=/etc/docker/daemon.json
+runsc_changed=$(node - "$daemon_json" <<'JS'
+const fs = require('node:fs');
+const file = process.argv[2];
+let config = {};
+try { config = JSON.parse(fs.readFileSync(file, 'utf8')); } catch (err) { if (err.code !== 'ENOENT') throw err; }
+const want = { path: '/usr/bin/runsc', runtimeArgs: ['--network=host'] };
+if (JSON.stringify(config.runtimes?.runsc) === JSON.stringify(want)) { console.log('no'); process.exit(0); }
+config.runtimes = { ...config.runtimes, runsc: want };
+fs.mkdirSync(require('node:path').dirname(file), { recursive: true });
+fs.writeFileSync(file, JSON.stringify(config, null, 2) + '\n');
+console.log('yes');
+JS
+)
+
 # --- dockerd ---------------------------------------------------------------------------------------
+if [ "$runsc_changed" = yes ] && docker info >/dev/null 2>&1; then
+  log "registering the gVisor runtime (runsc) with the running dockerd"
+  kill -HUP "$(cat /var/run/docker.pid)"
+  for _ in $(seq 1 20); do docker info 2>/dev/null | grep -q runsc && break; sleep 0.25; done
+fi
 if ! docker info >/dev/null 2>&1; then
   if [ -f /var/run/docker.pid ] && ! kill -0 "$(cat /var/run/docker.pid)" 2>/dev/null; then
     log "removing stale /var/run/docker.pid"

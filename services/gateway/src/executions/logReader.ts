@@ -18,13 +18,13 @@ export async function readOutput(bus: Bus, executionId: string, opts: { follow: 
   let endAt = opts.follow ? Infinity : await lastSeq();
   let delivered = 0;
   let closed = false;
-  let messages: ConsumerMessages | undefined;
-  let stateSub: Subscription | undefined;
+  // Set once each is open; `finish` may run before either is.
+  const open: { messages?: ConsumerMessages; stateSub?: Subscription } = {};
   const finish = () => {
     if (closed) return;
     closed = true;
-    stateSub?.stop().catch(() => {});
-    messages?.stop();
+    open.stateSub?.stop().catch(() => {});
+    open.messages?.stop();
     out.end();
   };
   // Once final, nothing more will be written: read up to the last chunk stored, then end.
@@ -33,7 +33,7 @@ export async function readOutput(bus: Bus, executionId: string, opts: { follow: 
     if (delivered >= endAt) finish();
   };
 
-  stateSub = opts.follow
+  open.stateSub = opts.follow
     ? bus.subscribe(topics.executionState, executionId, ({ message }) => {
         if (FINAL.has(message.state)) void onFinal().catch(() => finish());
       })
@@ -45,7 +45,7 @@ export async function readOutput(bus: Bus, executionId: string, opts: { follow: 
   // nats-server 2.9 (Debian's) takes one filter subject per consumer: a string, not an array.
   const consumer = await bus.js.consumers.get(streamOf(topics.output), { filterSubjects: subject });
   const iterator = await consumer.consume();
-  messages = iterator;
+  open.messages = iterator;
   out.on('close', finish);
   if (opts.follow && (await opts.isFinal())) await onFinal();
 
