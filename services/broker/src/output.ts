@@ -1,9 +1,12 @@
 import { randomUUID } from 'node:crypto';
 import { OutputStream, type OutputChunk } from '@paddock/proto';
 import { topics, type Bus } from '@paddock/bus';
+import { PermanentError } from '@paddock/errors';
 import type { OutputFrame } from './provider/provider.js';
 
 const MAX_CHUNK_BYTES = 256 * 1024;
+/** How long one publish call retries inside the bus before this publisher tries it again. */
+const PUBLISH_RETRY_MS = 5_000;
 
 /** Bytes of each of the job's streams. */
 export interface StreamOffsets {
@@ -38,7 +41,8 @@ interface Pending {
 /**
  * Publishes an execution's output to its stream subject, in order. A write goes out at once when nothing
  * is in flight; writes that arrive meanwhile are merged into the next chunk, so latency stays one round
- * trip and throughput grows with load. Past `maxBytes` the rest is dropped, with a note saying so.
+ * trip and throughput grows with load. Past `maxBytes` the rest is dropped, with a note saying so. While NATS
+ * is away nothing is dropped: the writes wait, merged into chunks, until it is back.
  */
 export class OutputPublisher {
   private readonly queue: Pending[] = [];
@@ -48,17 +52,24 @@ export class OutputPublisher {
   private failure: Error | null = null;
 
   private ended = false;
+  private endPublished = false;
   /** The job's bytes published (or queued) so far, per stream; a chunk carries them as its offsets. */
   private readonly offsets: StreamOffsets;
+  private readonly signal: AbortSignal | undefined;
 
   constructor(
     private readonly bus: Bus,
     private readonly executionId: string,
     private readonly maxBytes: number,
-    /** Where an adopted instance's output resumes. */
-    resumeAt: StreamOffsets = { stdout: 0, stderr: 0 },
+    opts: {
+      /** Where an adopted instance's output resumes. */
+      resumeAt?: StreamOffsets;
+      /** Aborted when the broker shuts down: a chunk waiting for NATS is given up then (the next process resumes it). */
+      signal?: AbortSignal;
+    } = {},
   ) {
-    this.offsets = { ...resumeAt };
+    this.offsets = { ...(opts.resumeAt ?? { stdout: 0, stderr: 0 }) };
+    this.signal = opts.signal;
   }
 
   write(stream: OutputStream, data: Buffer): void {
@@ -110,22 +121,37 @@ export class OutputPublisher {
     }
   }
 
-  private async publish(chunk: Omit<OutputChunk, 'stdoutOffset' | 'stderrOffset'> & Partial<OutputChunk>): Promise<void> {
-    try {
-      // NATS restarting: keep trying for a while; the job goes on meanwhile. The id makes a retry that
-      // did reach NATS the first time count once.
-      const full: OutputChunk = { stdoutOffset: this.offsets.stdout, stderrOffset: this.offsets.stderr, ...chunk };
-      await this.bus.publish(topics.output, this.executionId, full, { msgId: randomUUID(), retryForMs: 60_000 });
-    } catch (err) {
-      this.failure = err as Error;
+  private async publish(chunk: Omit<OutputChunk, 'stdoutOffset' | 'stderrOffset'> & Partial<OutputChunk>, msgId: string = randomUUID()): Promise<void> {
+    const full: OutputChunk = { stdoutOffset: this.offsets.stdout, stderrOffset: this.offsets.stderr, ...chunk };
+    // NATS restarting: the chunk waits (and the writes behind it merge, up to maxBytes) until NATS is back;
+    // the job goes on meanwhile. The id makes a retry that did reach NATS the first time count once.
+    for (;;) {
+      try {
+        await this.bus.publish(topics.output, this.executionId, full, { msgId, retryForMs: PUBLISH_RETRY_MS });
+        return;
+      } catch (err) {
+        // Only a chunk NATS can never take is given up, or any when the broker stops (its successor resumes the output).
+        if (err instanceof PermanentError || this.bus.nc.isClosed() || this.signal?.aborted) {
+          this.failure = err as Error;
+          return;
+        }
+      }
     }
   }
 
-  /** Waits for everything written so far, then marks the end of the output. */
+  /**
+   * Waits for everything written so far, then marks the end of the output. Safe to call again after it
+   * failed: the end mark has one id per execution, so NATS stores it once.
+   */
   async end(): Promise<void> {
     this.ended = true;
     while (this.flushing) await this.flushing;
-    await this.publish({ stream: OutputStream.OUTPUT_STREAM_SYSTEM, data: Buffer.alloc(0), atMs: Date.now(), eof: true });
+    if (!this.endPublished) {
+      const before = this.failure;
+      await this.publish({ stream: OutputStream.OUTPUT_STREAM_SYSTEM, data: Buffer.alloc(0), atMs: Date.now(), eof: true }, `${this.executionId}.eof`);
+      if (this.failure !== before) throw new Error(`the end of the output of ${this.executionId} could not be published`, { cause: this.failure });
+      this.endPublished = true;
+    }
     if (this.failure) throw new Error(`output of ${this.executionId} could not be fully published`, { cause: this.failure });
   }
 }

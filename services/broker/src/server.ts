@@ -3,6 +3,7 @@ import { BrokerService, type BrokerServer, type ExecOutput, type ExecRequest } f
 import { extractContext, withSpan, type Carrier, type Logger } from '@paddock/telemetry';
 import type { InstanceManager } from './lifecycle/instanceManager.js';
 import { LaunchError } from './lifecycle/launchError.js';
+import { isUnavailable } from './unavailable.js';
 
 function metadataCarrier(md: Metadata): Carrier {
   return {
@@ -26,6 +27,8 @@ function unary<Req, Res>(
       (res) => callback(null, res),
       (err: unknown) => {
         if (err instanceof LaunchError) return callback({ code: err.code, details: err.details });
+        // PostgreSQL or NATS briefly away: the caller tries again.
+        if (isUnavailable(err)) return callback({ code: status.UNAVAILABLE, details: err.message });
         log.error({ err, executionId }, `${name} failed`);
         callback({ code: status.INTERNAL, details: (err as Error).message });
       },
@@ -64,6 +67,7 @@ export async function startGrpcServer(
         },
         (err: unknown) => {
           if (err instanceof LaunchError) return call.destroy(Object.assign(new Error(err.details), { code: err.code, details: err.details }));
+          if (isUnavailable(err)) return call.destroy(Object.assign(new Error(err.message), { code: status.UNAVAILABLE, details: err.message }));
           opts.log.error({ err, executionId }, 'Exec failed');
           call.destroy(Object.assign(new Error((err as Error).message), { code: status.INTERNAL, details: (err as Error).message }));
         },

@@ -2,6 +2,7 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
+import { topics } from '@paddock/bus';
 import { createPool, migrate } from '@paddock/db';
 import { ExitCause, OutputStream, type ExecutionSpec } from '@paddock/proto';
 import { artifactPath } from '../src/artifacts.js';
@@ -10,7 +11,7 @@ import { containerSpec } from '../src/providers/docker/containerSpec.js';
 import { InstanceStore } from '../src/instanceStore.js';
 import { startBrokerProcess, type BrokerProcess } from './support/brokerProcess.js';
 import { containersOf, waitUntilExited } from './support/containers.js';
-import { exitedOf, outputContains, outputOf, textOf } from './support/jetstream.js';
+import { exitedOf, outputContains, outputOf, storedCount, textOf } from './support/jetstream.js';
 import { shellSpec } from './support/specs.js';
 import { setUpTestBroker, type TestBroker } from './support/testBroker.js';
 
@@ -166,36 +167,46 @@ test('a job whose container vanished while its broker was down is reported lost'
   await next.stop();
 });
 
-test(
-  'a container created but never started (the broker died in between) is not reported as a successful run',
-  async () => {
-    // The state the broker leaves when it dies between createContainer and start: its row claimed, the
-    // container created with its labels and recorded, nothing started.
-    const id = randomUUID();
-    const pool = createPool(t.services.databaseUrl);
-    try {
-      await migrate(pool, 'broker', MIGRATIONS_DIR);
-      const store = new InstanceStore(pool);
-      await store.claim(id, t.brokerId, 'dave');
-      const spec = shellSpec('echo should not matter');
-      const container = await t.docker.createContainer(
-        containerSpec({ executionId: id, ownerId: 'dave', brokerId: t.brokerId, spec, image: t.config.defaultImage, pidsLimit: 512, deadlineMs: Date.now() + 30_000 }),
-      );
-      await store.containerCreated(id, container.id);
-    } finally {
-      await pool.end();
-    }
+test('launches the broker died in before their jobs started are forgotten, not failed, and run once when launched again', async () => {
+  // The states the broker leaves when it dies mid-launch: one execution with its row claimed and its
+  // container created (labelled, recorded) but never started; another with only its row claimed.
+  const created = randomUUID();
+  const claimed = randomUUID();
+  const pool = createPool(t.services.databaseUrl);
+  const store = new InstanceStore(pool);
+  try {
+    await migrate(pool, 'broker', MIGRATIONS_DIR);
+    await store.claim(created, t.brokerId, 'dave');
+    await store.claim(claimed, t.brokerId, 'dave');
+    const container = await t.docker.createContainer(
+      containerSpec({ executionId: created, ownerId: 'dave', brokerId: t.brokerId, spec: shellSpec('echo never'), image: t.config.defaultImage, pidsLimit: 512, deadlineMs: Date.now() + 30_000 }),
+    );
+    await store.containerCreated(created, container.id);
 
     const next = await t.start();
     try {
-      const exited = await exitedOf(t.bus, id);
-      assert.notEqual(exited.cause, ExitCause.EXIT_CAUSE_EXITED, `published ${JSON.stringify(exited)}`);
-      assert.deepEqual(await containersOf(t.docker, t.brokerId, id), []);
+      // The start's reconciliation is over when start() resolves.
+      for (const id of [created, claimed]) {
+        assert.deepEqual(await containersOf(t.docker, t.brokerId, id), [], 'its container is removed');
+        assert.equal(await store.get(id), null, 'its row is removed');
+        assert.equal(await storedCount(t.bus, topics.instanceExited, id), 0, 'no end is published: its scheduler launches it again');
+        assert.equal(next.instances.executionIds.includes(id), false, 'not held: its scheduler sees it is not here');
+      }
+      // Launched again on the same broker, each runs, once.
+      for (const id of [created, claimed]) {
+        await next.instances.launch({ executionId: id, ownerId: 'dave', spec: shellSpec(`echo ran ${id}`) });
+        const exited = await exitedOf(t.bus, id);
+        assert.equal(exited.cause, ExitCause.EXIT_CAUSE_EXITED);
+        assert.equal(textOf(await outputOf(t.bus, id), OutputStream.OUTPUT_STREAM_STDOUT), `ran ${id}\n`);
+        assert.equal(await storedCount(t.bus, topics.instanceStarted, id), 1);
+      }
     } finally {
       await next.stop();
     }
-  },
-);
+  } finally {
+    await pool.end();
+  }
+});
 
 test('nothing labelled with this broker id is left behind', async () => {
   assert.deepEqual(await containersOf(t.docker, t.brokerId), []);

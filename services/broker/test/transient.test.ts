@@ -8,7 +8,8 @@ import Docker from 'dockerode';
 import { status as GrpcStatus } from '@grpc/grpc-js';
 import { BlobStore } from '@paddock/blobs';
 import { createPool, migrate, type Pool } from '@paddock/db';
-import { ExitCause } from '@paddock/proto';
+import { topics } from '@paddock/bus';
+import { ExitCause, OutputStream } from '@paddock/proto';
 import { SecretBox } from '@paddock/secrets';
 import { MIGRATIONS_DIR } from '../src/broker.js';
 import { brokerConfig } from '../src/config.js';
@@ -19,7 +20,7 @@ import { TransientProviderError } from '../src/provider/errors.js';
 import type { Provider } from '../src/provider/provider.js';
 import { DockerProvider } from '../src/providers/docker/dockerProvider.js';
 import { containersOf } from './support/containers.js';
-import { exitedOf } from './support/jetstream.js';
+import { exitedOf, outputOf, storedCount, textOf } from './support/jetstream.js';
 import { shellSpec } from './support/specs.js';
 import { setUpTestBroker, type TestBroker } from './support/testBroker.js';
 
@@ -29,6 +30,8 @@ let manager: InstanceManager;
 /** How many of the next create calls fail as an engine 500 would. */
 let failCreates = 0;
 let createCalls = 0;
+/** Kill PostgreSQL (for real) as soon as the next instance is created, before the broker records it. */
+let killDatabaseAfterCreate = false;
 
 before(async () => {
   t = await setUpTestBroker('transient', { PADDOCK_PROVISION_RETRY_MS: '3000' });
@@ -37,13 +40,18 @@ before(async () => {
   await migrate(pool, 'broker', MIGRATIONS_DIR);
   const docker = new DockerProvider(new Docker({ socketPath: config.dockerSocket }), config);
   const flaky: Provider = Object.assign(Object.create(docker) as DockerProvider, {
-    create: (...args: Parameters<Provider['create']>) => {
+    create: async (...args: Parameters<Provider['create']>) => {
       createCalls++;
       if (failCreates > 0) {
         failCreates--;
-        return Promise.reject(new TransientProviderError('the Docker engine failed: (HTTP code 500) server error - injected', 'docker'));
+        throw new TransientProviderError('the Docker engine failed: (HTTP code 500) server error - injected', 'docker');
       }
-      return docker.create(...args);
+      const made = await docker.create(...args);
+      if (killDatabaseAfterCreate) {
+        killDatabaseAfterCreate = false;
+        await t.services.killDatabase();
+      }
+      return made;
     },
   });
   manager = new InstanceManager(flaky, t.bus, new InstanceStore(pool), new BlobStore(config.blobsDir), config, t.log, await SecretBox.fromFile(config.secretKeyFile));
@@ -88,5 +96,31 @@ test('a permanent failure (an image that is not there and cannot be built) fails
   await assert.rejects(manager.launch({ executionId: id, ownerId: 'ivy', spec: shellSpec('true', { image: 'localhost/paddock-absent:never' }) }), /is not in the Docker engine: build it/);
   assert.equal(createCalls, 1);
   assert.ok(Date.now() - t0 < 1_500, `took ${Date.now() - t0} ms`);
+  assert.deepEqual(await containersOf(t.docker, t.brokerId, id), []);
+});
+
+test('PostgreSQL killed between creating the instance and recording it: UNAVAILABLE, the created container is removed, and the same Launch once PostgreSQL is back runs the job once', async () => {
+  const id = randomUUID();
+  killDatabaseAfterCreate = true;
+  try {
+    await assert.rejects(manager.launch({ executionId: id, ownerId: 'ivy', spec: shellSpec('echo once') }), (err: unknown) => {
+      assert.ok(err instanceof LaunchError, String(err));
+      assert.equal(err.code, GrpcStatus.UNAVAILABLE);
+      assert.match(err.details, /database is unavailable/);
+      return true;
+    });
+    assert.deepEqual(await containersOf(t.docker, t.brokerId, id), [], 'no Created container is left');
+    assert.equal(manager.executionIds.includes(id), false);
+  } finally {
+    killDatabaseAfterCreate = false;
+    await t.services.startDatabase();
+  }
+  // The row could not be removed while PostgreSQL was down: it must not block the launch tried again.
+  await manager.launch({ executionId: id, ownerId: 'ivy', spec: shellSpec('echo once') });
+  const exited = await exitedOf(t.bus, id);
+  assert.equal(exited.cause, ExitCause.EXIT_CAUSE_EXITED);
+  assert.equal(textOf(await outputOf(t.bus, id), OutputStream.OUTPUT_STREAM_STDOUT), 'once\n');
+  assert.equal(await storedCount(t.bus, topics.instanceStarted, id), 1);
+  assert.equal(await storedCount(t.bus, topics.instanceExited, id), 1);
   assert.deepEqual(await containersOf(t.docker, t.brokerId, id), []);
 });

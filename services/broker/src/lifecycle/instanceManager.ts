@@ -7,12 +7,14 @@ import { unsealSpec, type SecretBox } from '@paddock/secrets';
 import type { Logger } from '@paddock/telemetry';
 import { saveArtifacts, saveDirectoryArtifacts } from '../artifacts.js';
 import type { BrokerConfig } from '../config.js';
-import type { ExitRecord, InstanceStore, StopCause } from '../instanceStore.js';
+import type { ExitRecord, InstanceRow, InstanceStore, StopCause } from '../instanceStore.js';
 import { OutputPublisher, skipPublished, type StreamOffsets } from '../output.js';
 import { InstanceNotFoundError, TransientProviderError, UnsupportedSpecError } from '../provider/errors.js';
-import type { InstanceSummary, OutputFrame, Provider } from '../provider/provider.js';
+import type { CreatedInstance, InstanceSummary, OutputFrame, Provider } from '../provider/provider.js';
+import { isUnavailable, onBus, type BusUnavailableError, type DatabaseUnavailableError } from '../unavailable.js';
 import { clearRun, runOf, type Instance, type Run } from './instance.js';
 import { LaunchError } from './launchError.js';
+import { BrokerStoppingError, untilDone } from './untilDone.js';
 
 const MiB = 1024 * 1024;
 const MB = 1_000_000;
@@ -35,6 +37,8 @@ function diskReason(limitBytes: number): string {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+const isTransientProviderError = (err: unknown): boolean => err instanceof TransientProviderError;
+
 /**
  * The lifecycle of this broker's instances, over a Provider: launches them, watches each to its end, saves
  * the workspace, publishes the exit, removes the instance, and after a restart adopts what a previous
@@ -42,8 +46,19 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
  */
 export class InstanceManager {
   private readonly instances = new Map<string, Instance>();
-  private stopping = false;
+  /** Aborted by stop(): steps retried until done give up, and the next broker process takes over. */
+  private readonly shutdown = new AbortController();
   private reconciling: Promise<void> | null = null;
+  /** Executions a reconciliation is repairing right now: a Launch of one waits until the repair is over. */
+  private readonly repairing = new Map<string, Promise<void>>();
+  /**
+   * Executions this broker still has something of (an instance found by its label, a row whose end is not
+   * published) that reconciliation has not settled yet, typically because PostgreSQL or NATS was away. They
+   * stay named in the heartbeat, so that nobody takes them for lost meanwhile.
+   */
+  private unsettled = new Set<string>();
+  private reconcileRetry: NodeJS.Timeout | null = null;
+  private failedPasses = 0;
 
   constructor(
     private readonly provider: Provider,
@@ -55,19 +70,26 @@ export class InstanceManager {
     private readonly box: SecretBox,
   ) {}
 
-  get running(): number {
-    return this.instances.size;
+  private get stopping(): boolean {
+    return this.shutdown.signal.aborted;
   }
 
-  /** Every execution this broker holds an instance for: launching, running or ending. */
+  /** Every execution this broker holds: launching, running, ending, or found and not yet reconciled. */
   get executionIds(): string[] {
-    return [...this.instances.keys()];
+    return [...new Set([...this.instances.keys(), ...this.unsettled])];
+  }
+
+  get running(): number {
+    return this.executionIds.length;
   }
 
   async launch(req: LaunchRequest): Promise<LaunchReply> {
     const { executionId, ownerId } = req;
     const spec = req.spec;
     if (!spec) throw new LaunchError(GrpcStatus.INVALID_ARGUMENT, 'spec is required');
+    // A reconciliation deciding about this execution (forgetting a launch that never ran) finishes first.
+    const repair = this.repairing.get(executionId);
+    if (repair) await repair;
     if (this.stopping) throw new LaunchError(GrpcStatus.UNAVAILABLE, 'broker is shutting down');
     const current = this.instances.get(executionId);
     if (current) {
@@ -75,7 +97,11 @@ export class InstanceManager {
       const run = runOf(current.phase);
       return { containerId: run?.instanceId ?? '', startedAtMs: run?.startedAtMs ?? 0 };
     }
-    if (this.instances.size >= this.config.capacity) {
+    if (this.unsettled.has(executionId) || this.repairing.has(executionId)) {
+      // Its instance from before a crash may still run: launching it again could run the job twice.
+      throw new LaunchError(GrpcStatus.UNAVAILABLE, `broker ${this.config.brokerId} has not reconciled what it holds of execution ${executionId} yet; try again`);
+    }
+    if (this.running >= this.config.capacity) {
       throw new LaunchError(GrpcStatus.RESOURCE_EXHAUSTED, `broker ${this.config.brokerId} is full (${this.config.capacity} containers)`);
     }
     let settle!: (reply: Promise<LaunchReply>) => void;
@@ -83,7 +109,7 @@ export class InstanceManager {
     const instance: Instance = {
       executionId,
       ownerId,
-      output: new OutputPublisher(this.bus, executionId, this.config.maxOutputBytes),
+      output: this.outputOf(executionId),
       timeoutMs: spec.timeoutMs,
       diskLimitBytes: spec.diskBytes,
       phase: { name: 'provisioning', reply, stopAsked: null },
@@ -93,18 +119,44 @@ export class InstanceManager {
     return reply;
   }
 
+  private outputOf(executionId: string, resumeAt?: StreamOffsets): OutputPublisher {
+    return new OutputPublisher(this.bus, executionId, this.config.maxOutputBytes, { signal: this.shutdown.signal, ...(resumeAt ? { resumeAt } : {}) });
+  }
+
+  /** Retries a step that must happen (see untilDone) while its dependency is away. */
+  private persist<T>(log: Logger, step: string, call: () => Promise<T>, retryable: (err: unknown) => boolean = isUnavailable): Promise<T> {
+    return untilDone(call, { log, step, retryable, signal: this.shutdown.signal });
+  }
+
+  /**
+   * Until the job is started, any failure leaves nothing behind: a dependency that is away (PostgreSQL)
+   * undoes the launch and answers UNAVAILABLE, so the scheduler tries again; anything else ends the
+   * execution as not started. Once the job runs, nothing can report it as failed to start: its start is
+   * recorded and announced however long PostgreSQL or NATS take to come back.
+   */
   private async provision(instance: Instance, sealedSpec: ExecutionSpec): Promise<LaunchReply> {
     const { executionId, ownerId } = instance;
     const log = this.log.child({ executionId });
-    const { row, created } = await this.store.claim(executionId, this.config.brokerId, ownerId);
-    if (!created && row.state !== 'provisioning') {
+    let claimed;
+    try {
+      claimed = await this.store.claim(executionId, this.config.brokerId, ownerId);
+    } catch (err) {
+      this.instances.delete(executionId);
+      if (isUnavailable(err)) throw new LaunchError(GrpcStatus.UNAVAILABLE, `${err.message}; nothing was started, try again`);
+      throw err;
+    }
+    const { row, created } = claimed;
+    if (!created && (row.state !== 'provisioning' || row.exit)) {
       // Launched before (a retried request): the first launch owns it; reconciliation watches it.
       this.instances.delete(executionId);
       return { containerId: row.containerId ?? '', startedAtMs: row.startedAtMs ?? 0 };
     }
     const image = sealedSpec.image || this.config.defaultImage;
+    let spec: ExecutionSpec;
+    let made: CreatedInstance;
+    let outputDone: Promise<void>;
     try {
-      const spec = await this.withInputs(this.unseal(sealedSpec, executionId));
+      spec = await this.withInputs(this.unseal(sealedSpec, executionId));
       let sshPassword: string | undefined;
       if (runsSshd(spec)) {
         sshPassword = randomBytes(18).toString('base64url');
@@ -112,50 +164,85 @@ export class InstanceManager {
         await this.store.setSshPassword(executionId, this.box.seal(sshPassword, sshAssociated(executionId)).toString('base64'));
       }
       const labels = { brokerId: this.config.brokerId, executionId, ownerId, deadlineMs: Date.now() + spec.timeoutMs };
-      const made = await this.retrying(log, 'create', () =>
+      made = await this.retrying(log, 'create', () =>
         this.provider.create({ labels, spec, image, pidsLimit: this.config.pidsLimit, ...(sshPassword === undefined ? {} : { sshPassword }) }, (line) =>
           instance.output.system(line),
         ),
       );
       await this.store.containerCreated(executionId, made.instanceId);
       const frames = await this.retrying(log, 'attach', () => this.provider.attach(executionId, { replay: false }));
-      const outputDone = this.pump(instance, frames);
+      outputDone = this.pump(instance, frames);
       await this.retrying(log, 'start', () => this.provider.start(executionId));
-      const startedAtMs = Date.now();
-      const deadlineMs = startedAtMs + spec.timeoutMs;
-      await this.store.started(executionId, made.instanceId, startedAtMs, deadlineMs);
-      await this.bus.publish(
-        topics.instanceStarted,
-        executionId,
-        { executionId, brokerId: this.config.brokerId, containerId: made.instanceId, startedAtMs },
-        { msgId: `${executionId}.started` },
-      );
-      log.info({ containerId: made.instanceId.slice(0, 12), image }, 'instance started');
-      const run: Run = {
-        instanceId: made.instanceId,
-        startedAtMs,
-        outputDone,
-        deadline: this.armDeadline(instance, deadlineMs),
-        diskWatch: this.watchDisk(instance),
-      };
-      const asked = instance.phase.name === 'provisioning' ? instance.phase.stopAsked : null;
-      instance.phase = { name: 'running', run };
-      if (asked) void this.requestStop(instance, asked, this.config.stopGraceMs);
-      void this.watch(instance, run, spec.memoryBytes);
-      return { containerId: made.instanceId, startedAtMs };
     } catch (err) {
+      if (isUnavailable(err)) return this.undoLaunch(instance, log, err);
       const detail = (err as Error).message;
       log.warn({ err }, 'provisioning failed');
       instance.output.system(`could not start the job: ${detail}`);
-      await this.finish(instance, {
+      // The end is recorded and published in the background, however long that takes; the caller hears now.
+      void this.finish(instance, {
         cause: ExitCause[ExitCause.EXIT_CAUSE_PROVISIONING_FAILED],
         exitCode: null,
         detail,
         artifactsSaved: false,
         finishedAtMs: Date.now(),
-      });
+      }).catch((finishErr: unknown) => this.finishFailed(instance, finishErr));
       throw new LaunchError(GrpcStatus.FAILED_PRECONDITION, detail);
     }
+    return this.started(instance, spec, made, image, outputDone, log);
+  }
+
+  /**
+   * The job runs: it is announced (published before it is recorded, so that a crash in between is repaired
+   * by the next process, which announces every instance whose start its table lacks) and watched.
+   */
+  private async started(instance: Instance, spec: ExecutionSpec, made: CreatedInstance, image: string, outputDone: Promise<void>, log: Logger): Promise<LaunchReply> {
+    const { executionId } = instance;
+    const startedAtMs = Date.now();
+    const deadlineMs = startedAtMs + spec.timeoutMs;
+    try {
+      await this.announceStarted(log, executionId, made.instanceId, startedAtMs);
+      await this.persist(log, 'recording the start', () => this.store.started(executionId, made.instanceId, startedAtMs, deadlineMs));
+    } catch (err) {
+      if (err instanceof BrokerStoppingError) throw new LaunchError(GrpcStatus.UNAVAILABLE, 'broker is shutting down; the next broker process takes over this execution');
+      // Not something time mends (a statement the database refuses): the job runs all the same, and its end is recorded.
+      log.error({ err }, 'the start of a running job could not be recorded');
+    }
+    log.info({ containerId: made.instanceId.slice(0, 12), image }, 'instance started');
+    const run: Run = {
+      instanceId: made.instanceId,
+      startedAtMs,
+      outputDone,
+      deadline: this.armDeadline(instance, deadlineMs),
+      diskWatch: this.watchDisk(instance),
+    };
+    const asked = instance.phase.name === 'provisioning' ? instance.phase.stopAsked : null;
+    instance.phase = { name: 'running', run };
+    if (asked) void this.requestStop(instance, asked, this.config.stopGraceMs);
+    void this.watch(instance, run, spec.memoryBytes);
+    return { containerId: made.instanceId, startedAtMs };
+  }
+
+  private announceStarted(log: Logger, executionId: string, containerId: string, startedAtMs: number): Promise<unknown> {
+    const message = { executionId, brokerId: this.config.brokerId, containerId, startedAtMs };
+    return this.persist(log, 'publishing the start', () =>
+      onBus('publish instance started', () => this.bus.publish(topics.instanceStarted, executionId, message, { msgId: `${executionId}.started`, retryForMs: 5_000 })),
+    );
+  }
+
+  /**
+   * A launch that met an unavailable dependency before its job started: what it made is removed (the
+   * instance, then the row), so that the same Launch tried again starts afresh. What cannot be removed now
+   * (PostgreSQL still away) is a launch that never ran, which reconciliation forgets.
+   */
+  private async undoLaunch(instance: Instance, log: Logger, err: DatabaseUnavailableError | BusUnavailableError): Promise<never> {
+    const { executionId } = instance;
+    log.warn({ err: err.message }, 'a dependency is unavailable while provisioning; removing what the launch made');
+    await this.retrying(log, 'remove', () => this.provider.remove(executionId)).catch((removeErr: unknown) =>
+      log.error({ err: removeErr }, 'removing the instance of an undone launch failed; the next reconciliation removes it'),
+    );
+    await this.store.forget(executionId).catch((forgetErr: unknown) => log.warn({ err: (forgetErr as Error).message }, 'the row of an undone launch is left for reconciliation to forget'));
+    this.instances.delete(executionId);
+    throw new LaunchError(GrpcStatus.UNAVAILABLE, `${err.message}; nothing was started, try again`);
   }
 
   /**
@@ -254,9 +341,12 @@ export class InstanceManager {
   }
 
   private async halt(instance: Instance, cause: StopCause, graceMs: number): Promise<void> {
-    const { executionId } = instance;
-    await this.store.stopping(executionId, cause).catch((err: unknown) => this.log.warn({ err }, 'recording stop cause failed'));
-    await this.provider.stop(executionId, graceMs).catch((err: unknown) => this.log.warn({ err, executionId }, 'stop failed'));
+    const log = this.log.child({ executionId: instance.executionId });
+    // Recorded for a broker that adopts the job after a crash; stopping it need not wait for PostgreSQL.
+    void this.persist(log, 'recording the stop cause', () => this.store.stopping(instance.executionId, cause)).catch((err: unknown) =>
+      log.warn({ err: (err as Error).message }, 'recording the stop cause failed'),
+    );
+    await this.retrying(log, 'stop', () => this.provider.stop(instance.executionId, graceMs)).catch((err: unknown) => log.warn({ err }, 'stop failed'));
   }
 
   /** The running instance of an execution on this broker, or a NOT_FOUND error. */
@@ -316,14 +406,39 @@ export class InstanceManager {
       await this.requestStop(instance, 'cancelled', graceMs);
       return true;
     }
+    const repair = this.repairing.get(executionId);
+    if (repair) await repair;
+    const held = this.instances.get(executionId);
+    if (held) return this.cancel(executionId, graceMs);
     const row = await this.store.get(executionId);
-    return row !== null && row.state !== 'ended';
+    if (row === null || row.state === 'ended') return false;
+    if (row.exit) return true;
+    // Not held yet (reconciliation has still to adopt it): the cause is recorded, and applied on adoption.
+    await this.store.stopping(executionId, 'cancelled');
+    const adopted = this.instances.get(executionId);
+    if (adopted) await this.requestStop(adopted, 'cancelled', graceMs);
+    return true;
   }
 
+  /**
+   * Waits for the job's end, works out how it ended, saves the workspace and finishes. The engine, PostgreSQL
+   * or NATS being away only delays this: the instance stays held (and named in the heartbeat) meanwhile.
+   */
   private async watch(instance: Instance, run: Run, memoryBytes: number): Promise<void> {
     const { executionId } = instance;
+    const log = this.log.child({ executionId });
     try {
-      const exitCode = await this.provider.wait(executionId);
+      let exitCode: number;
+      try {
+        exitCode = await this.persist(log, 'waiting for the job to end', () => this.provider.wait(executionId), isTransientProviderError);
+      } catch (err) {
+        if (!(err instanceof InstanceNotFoundError)) throw err;
+        // Removed by someone else while it ran: there is no exit code to report, nor a workspace to save.
+        clearRun(run);
+        instance.output.system('the container disappeared while the job ran');
+        await this.finish(instance, { cause: ExitCause[ExitCause.EXIT_CAUSE_LOST], exitCode: null, detail: 'the container disappeared while the job ran', artifactsSaved: false, finishedAtMs: Date.now() });
+        return;
+      }
       const phase = instance.phase;
       const stopCause = phase.name === 'stopping' ? phase.cause : null;
       instance.phase = { name: 'ending', run };
@@ -331,7 +446,13 @@ export class InstanceManager {
       // A job that filled its workspace and ended before the next look is caught here.
       const diskFull = stopCause === 'disk_full' || (instance.diskLimitBytes > 0 && !stopCause && (await this.provider.workspaceFull(executionId).catch(() => false)));
       // A clean exit that Paddock did not cause needs nothing more from the provider (one call less per job).
-      const info = exitCode === 0 && !stopCause ? null : await this.provider.inspect(executionId);
+      const info =
+        exitCode === 0 && !stopCause
+          ? null
+          : await this.persist(log, 'inspecting the ended job', () => this.provider.inspect(executionId), isTransientProviderError).catch((err: unknown) => {
+              if (err instanceof InstanceNotFoundError) return null;
+              throw err;
+            });
       let cause = ExitCause.EXIT_CAUSE_EXITED;
       let detail = exitCode === 0 ? '' : `the job exited with code ${exitCode}`;
       if (stopCause === 'cancelled') {
@@ -355,18 +476,29 @@ export class InstanceManager {
       const artifactsSaved = await this.saveWorkspace(instance);
       await this.finish(instance, { cause: ExitCause[cause], exitCode, detail, artifactsSaved, finishedAtMs: Date.now() });
     } catch (err) {
-      if (this.stopping) return;
-      this.log.error({ err, executionId }, 'watching the instance failed; reconciling it');
-      this.instances.delete(executionId);
-      setTimeout(() => void this.reconcile().catch(() => {}), 1000).unref();
+      this.finishFailed(instance, err);
     }
+  }
+
+  /**
+   * The end of an instance could not be completed. The broker stopping leaves it to the next process, which
+   * adopts the instance; anything else is not a dependency being away but an error time does not mend: the
+   * instance is let go and reconciliation, which starts over from the engine and the table, finishes it.
+   */
+  private finishFailed(instance: Instance, err: unknown): void {
+    if (err instanceof BrokerStoppingError || this.stopping) return;
+    const { executionId } = instance;
+    this.log.error({ err, executionId }, 'finishing the instance failed; reconciliation finishes it');
+    if (this.instances.get(executionId) === instance) this.instances.delete(executionId);
+    this.unsettled.add(executionId);
+    this.scheduleReconcile(1_000);
   }
 
   /** The workspace as a ZIP, read from where the provider keeps it. */
   private async saveWorkspace(instance: Instance): Promise<boolean> {
     const { executionId } = instance;
     try {
-      const content = await this.provider.workspace(executionId);
+      const content = await this.retrying(this.log.child({ executionId }), 'workspace', () => this.provider.workspace(executionId));
       if (content.kind === 'directory') await saveDirectoryArtifacts(content.path, this.config.artifactsDir, executionId);
       else await saveArtifacts(content.stream, this.config.artifactsDir, executionId);
       return true;
@@ -379,26 +511,42 @@ export class InstanceManager {
 
   /**
    * The end, in an order that survives a crash at any step: output closed, exit recorded, instance
-   * removed, exit published, row ended.
+   * removed, exit published, row ended. Each step is retried while its dependency is away, the instance held
+   * in its `ending` phase meanwhile; it is let go only once every step is done.
    */
   private async finish(instance: Instance, exit: ExitRecord): Promise<void> {
     const { executionId } = instance;
+    const log = this.log.child({ executionId });
     const run = runOf(instance.phase);
     instance.phase = { name: 'ending', run };
     if (run) clearRun(run);
-    await instance.output.end().catch((err: unknown) => this.log.error({ err, executionId }, 'output incomplete'));
-    await this.store.exited(executionId, exit);
-    await this.removeInstance(executionId);
-    await this.publishExit(executionId, run?.startedAtMs ?? 0, exit);
+    // Waits for NATS as long as it is away; fails only for what NATS can never take, or the broker stopping.
+    await instance.output.end().catch((err: unknown) => {
+      if (this.stopping) throw new BrokerStoppingError('publishing the end of the output');
+      log.error({ err }, 'output incomplete');
+    });
+    await this.persist(log, 'recording the exit', () => this.store.exited(executionId, exit));
+    await this.removeInstance(executionId, log);
+    await this.publishExit(executionId, run?.startedAtMs ?? 0, exit, log);
     this.instances.delete(executionId);
   }
 
-  /** Removes the instance; one the provider cannot remove now is left to the next reconciliation, which retries. */
-  private async removeInstance(executionId: string): Promise<void> {
-    await this.provider.remove(executionId).catch((err: unknown) => this.log.error({ err, executionId }, 'removing the instance failed; the next reconciliation retries'));
+  /**
+   * Removes the instance, trying again while the provider fails in a way that may pass; one it cannot remove
+   * for another reason is left to the next reconciliation, which retries.
+   */
+  private async removeInstance(executionId: string, log: Logger): Promise<void> {
+    await this.persist(log, 'removing the instance', () => this.provider.remove(executionId), isTransientProviderError).catch((err: unknown) => {
+      if (err instanceof BrokerStoppingError) throw err;
+      log.error({ err }, 'removing the instance failed; the next reconciliation retries');
+    });
   }
 
-  private async publishExit(executionId: string, startedAtMs: number, exit: ExitRecord): Promise<void> {
+  /**
+   * Publishes the exit, then ends the row; each retried until done, or tried `once` by reconciliation, which
+   * must not wait on one execution while others wait for it (a failure is tried again by its next pass).
+   */
+  private async publishExit(executionId: string, startedAtMs: number, exit: ExitRecord, log: Logger, opts: { once?: boolean } = {}): Promise<void> {
     const cause = ExitCause[exit.cause as keyof typeof ExitCause] ?? ExitCause.EXIT_CAUSE_LOST;
     const message: InstanceExited = {
       executionId,
@@ -411,91 +559,174 @@ export class InstanceManager {
       artifactsSaved: exit.artifactsSaved,
     };
     // Until it is published the row is not ended, so a crash here is repaired by reconcile().
-    await this.bus.publish(topics.instanceExited, executionId, message, { msgId: `${executionId}.exited`, retryForMs: 5 * 60_000 });
-    await this.store.ended(executionId);
-    this.log.info({ executionId, cause: exit.cause, exitCode: exit.exitCode }, 'instance ended');
+    const step = <T>(name: string, call: () => Promise<T>): Promise<T> => (opts.once ? call() : this.persist(log, name, call));
+    await step('publishing the exit', () =>
+      onBus('publish instance exited', () => this.bus.publish(topics.instanceExited, executionId, message, { msgId: `${executionId}.exited`, retryForMs: 5_000 })),
+    );
+    await step('ending the row', () => this.store.ended(executionId));
+    log.info({ cause: exit.cause, exitCode: exit.exitCode }, 'instance ended');
   }
 
   /**
    * Brings the provider's instances and this broker's table back in line, logging each repair: every
    * instance labelled with this broker's id is adopted (watched to its end, its output resumed from where
    * the last process stopped publishing) or, when its execution has ended, removed; every live row without
-   * an instance gets the end it had recorded, or is reported lost; workspaces of ended executions go.
-   * Runs at start and then periodically; one run at a time.
+   * an instance gets the end it had recorded, or is reported lost; a launch that never started its job
+   * (no instance, or one never started) is forgotten, so that its scheduler launches it again; workspaces
+   * of ended executions go. Runs at start and then periodically, one run at a time, and never fails: what
+   * it cannot settle now (PostgreSQL or NATS away) stays held and is tried again within seconds.
    */
   reconcile(): Promise<void> {
-    this.reconciling ??= this.reconcileOnce().finally(() => (this.reconciling = null));
+    this.reconciling ??= this.reconcilePass().finally(() => (this.reconciling = null));
     return this.reconciling;
   }
 
-  private async reconcileOnce(): Promise<void> {
-    const found = await this.provider.list({ brokerId: this.config.brokerId });
-    const seen = new Set<string>();
-    for (const summary of found) {
-      const executionId = summary.labels.executionId;
-      seen.add(executionId);
-      if (this.instances.has(executionId) || this.stopping) continue;
-      await this.reconcileInstance(summary);
+  private async reconcilePass(): Promise<void> {
+    let settled = false;
+    try {
+      settled = await this.reconcileOnce();
+    } catch (err) {
+      this.log.warn({ err: (err as Error).message }, 'reconciliation failed; trying again soon');
     }
-    for (const row of await this.store.live(this.config.brokerId)) {
-      if (seen.has(row.executionId) || this.instances.has(row.executionId) || this.stopping) continue;
-      if (row.exit) {
-        this.log.warn({ executionId: row.executionId }, 'reconcile: publishing the recorded end of an instance that is gone');
-        await this.removeInstance(row.executionId);
-        await this.publishExit(row.executionId, row.startedAtMs ?? 0, row.exit);
-        continue;
-      }
-      if (row.state === 'provisioning' && !row.containerId) {
-        this.log.warn({ executionId: row.executionId }, 'reconcile: a launch that never created its instance ends as never run');
-        await this.endUnstarted(row.executionId, 'the broker stopped before the job could start; it never ran');
-        continue;
-      }
-      this.log.warn({ executionId: row.executionId }, 'reconcile: the instance is gone; reporting the execution lost');
-      await this.endWithoutInstance(row.executionId, row.startedAtMs ?? 0, ExitCause.EXIT_CAUSE_LOST, 'the container disappeared while its broker was down');
+    if (settled || this.stopping) {
+      this.failedPasses = 0;
+      return;
+    }
+    this.failedPasses++;
+    this.scheduleReconcile(Math.min(10_000, 500 * 2 ** Math.min(this.failedPasses - 1, 5)));
+  }
+
+  private scheduleReconcile(delayMs: number): void {
+    if (this.stopping || this.reconcileRetry) return;
+    this.reconcileRetry = setTimeout(() => {
+      this.reconcileRetry = null;
+      void this.reconcile();
+    }, delayMs);
+    this.reconcileRetry.unref();
+  }
+
+  /** One pass; true when everything was settled. */
+  private async reconcileOnce(): Promise<boolean> {
+    const found = await this.provider.list({ brokerId: this.config.brokerId });
+    const seen = new Set(found.map((s) => s.labels.executionId));
+    let live: InstanceRow[] | null = null;
+    try {
+      live = await this.store.live(this.config.brokerId);
+    } catch (err) {
+      if (!isUnavailable(err)) throw err;
+      this.log.warn({ err: err.message }, 'reconcile: the table cannot be read now; the instances are reconciled, the rows later');
+    }
+    const previous = this.unsettled;
+    // Everything of this broker's not held by an instance stays named in the heartbeat until it is settled.
+    const rows = live === null ? [...previous] : live.map((r) => r.executionId);
+    this.unsettled = new Set([...seen, ...rows].filter((id) => !this.instances.has(id)));
+    let settled = true;
+    for (const summary of found) {
+      settled = (await this.settle(summary.labels.executionId, () => this.reconcileInstance(summary))) && settled;
+    }
+    if (live === null) return false;
+    for (const row of live) {
+      if (seen.has(row.executionId)) continue;
+      settled = (await this.settle(row.executionId, () => this.reconcileRow(row))) && settled;
     }
     for (const executionId of await this.provider.leftovers()) {
-      if (seen.has(executionId) || this.instances.has(executionId) || this.stopping) continue;
-      const row = await this.store.get(executionId);
-      if (row?.brokerId !== this.config.brokerId || row.state !== 'ended') continue;
-      this.log.warn({ executionId }, 'reconcile: removing what is left of an ended execution');
-      await this.removeInstance(executionId);
+      if (seen.has(executionId)) continue;
+      settled = (await this.settle(executionId, () => this.removeLeftovers(executionId))) && settled;
+    }
+    return settled;
+  }
+
+  /**
+   * Runs one repair, unless the execution is held by an instance (launched or adopted meanwhile). A Launch
+   * of the same execution waits for it. A failure leaves the execution unsettled (held) for the next pass.
+   */
+  private async settle(executionId: string, repair: () => Promise<void>): Promise<boolean> {
+    if (this.stopping) return true;
+    if (this.instances.has(executionId) || this.repairing.has(executionId)) {
+      this.unsettled.delete(executionId);
+      return true;
+    }
+    let done!: () => void;
+    this.repairing.set(executionId, new Promise<void>((resolve) => (done = resolve)));
+    try {
+      await repair();
+      this.unsettled.delete(executionId);
+      return true;
+    } catch (err) {
+      if (!(err instanceof BrokerStoppingError)) this.log.warn({ err: (err as Error).message, executionId }, 'reconcile: could not settle this execution now; the next pass tries again');
+      return false;
+    } finally {
+      this.repairing.delete(executionId);
+      done();
     }
   }
 
   private async reconcileInstance(summary: InstanceSummary): Promise<void> {
     const { executionId } = summary.labels;
+    const log = this.log.child({ executionId });
     const row = await this.store.get(executionId);
     if (row?.state === 'ended' || row?.exit) {
-      this.log.warn({ executionId, instanceId: summary.instanceId.slice(0, 12) }, 'reconcile: removing the instance of an ended execution');
-      await this.removeInstance(executionId);
-      if (row.state !== 'ended' && row.exit) await this.publishExit(executionId, row.startedAtMs ?? 0, row.exit);
+      log.warn({ instanceId: summary.instanceId.slice(0, 12) }, 'reconcile: removing the instance of an ended execution');
+      await this.removeInstance(executionId, log);
+      if (row.state !== 'ended' && row.exit) await this.publishExit(executionId, row.startedAtMs ?? 0, row.exit, log, { once: true });
       return;
     }
     if (summary.state === 'created') {
-      // The broker died between creating and starting it: the job never ran.
-      this.log.warn({ executionId }, 'reconcile: an instance created but never started ends as never run');
-      await this.removeInstance(executionId);
-      await this.endUnstarted(executionId, 'the broker stopped before the job could start; it never ran');
+      // The broker died between creating and starting it: the job never ran, so it is safe to run it again.
+      log.warn('reconcile: an instance created but never started is forgotten; its scheduler launches it again');
+      await this.forget(executionId, log);
       return;
     }
-    await this.adopt(executionId, summary.labels.ownerId || row?.ownerId || '', row?.stopCause ?? null);
+    await this.adopt(executionId, summary.labels.ownerId || row?.ownerId || '', row);
   }
 
-  private endUnstarted(executionId: string, detail: string): Promise<void> {
-    return this.endWithoutInstance(executionId, 0, ExitCause.EXIT_CAUSE_PROVISIONING_FAILED, detail);
+  private async reconcileRow(row: InstanceRow): Promise<void> {
+    const { executionId } = row;
+    const log = this.log.child({ executionId });
+    if (row.exit) {
+      log.warn('reconcile: publishing the recorded end of an instance that is gone');
+      await this.removeInstance(executionId, log);
+      await this.publishExit(executionId, row.startedAtMs ?? 0, row.exit, log, { once: true });
+      return;
+    }
+    if (row.state === 'provisioning') {
+      log.warn('reconcile: a launch that never started its job is forgotten; its scheduler launches it again');
+      await this.forget(executionId, log);
+      return;
+    }
+    log.warn('reconcile: the instance is gone; reporting the execution lost');
+    await this.endWithoutInstance(executionId, row.startedAtMs ?? 0, ExitCause.EXIT_CAUSE_LOST, 'the container disappeared while its broker was down', log);
   }
 
-  private async endWithoutInstance(executionId: string, startedAtMs: number, cause: ExitCause, detail: string): Promise<void> {
-    await this.removeInstance(executionId);
-    const output = new OutputPublisher(this.bus, executionId, this.config.maxOutputBytes);
+  private async removeLeftovers(executionId: string): Promise<void> {
+    const row = await this.store.get(executionId);
+    if (row?.brokerId !== this.config.brokerId || row.state !== 'ended') return;
+    const log = this.log.child({ executionId });
+    log.warn('reconcile: removing what is left of an ended execution');
+    await this.removeInstance(executionId, log);
+  }
+
+  /**
+   * A launch whose job never started leaves no trace: its instance and its row go and nothing is published,
+   * so the execution is still `provisioning` to its scheduler, which launches it again (here or elsewhere).
+   */
+  private async forget(executionId: string, log: Logger): Promise<void> {
+    await this.removeInstance(executionId, log);
+    if (!(await this.store.forget(executionId))) log.warn('reconcile: the row of the forgotten launch had moved on; left as it is');
+  }
+
+  private async endWithoutInstance(executionId: string, startedAtMs: number, cause: ExitCause, detail: string, log: Logger): Promise<void> {
+    await this.removeInstance(executionId, log);
+    const output = this.outputOf(executionId);
     output.system(detail);
     await output.end();
     const exit = { cause: ExitCause[cause], exitCode: null, detail, artifactsSaved: false, finishedAtMs: Date.now() };
     await this.store.exited(executionId, exit);
-    await this.publishExit(executionId, startedAtMs, exit);
+    await this.publishExit(executionId, startedAtMs, exit, log, { once: true });
   }
 
-  private async adopt(executionId: string, ownerId: string, stopCause: StopCause | null): Promise<void> {
+  private async adopt(executionId: string, ownerId: string, row: InstanceRow | null): Promise<void> {
+    const log = this.log.child({ executionId });
     let info;
     try {
       info = await this.provider.inspect(executionId);
@@ -506,8 +737,16 @@ export class InstanceManager {
     }
     const startedAtMs = info.startedAtMs > 0 ? info.startedAtMs : Date.now();
     const deadlineMs = info.labels.deadlineMs;
+    if (row?.state === 'provisioning') {
+      // Started, but the process that started it died before recording it: announced and recorded now.
+      log.warn('reconcile: an instance started but not recorded as started; announcing its start');
+      await onBus('publish instance started', () =>
+        this.bus.publish(topics.instanceStarted, executionId, { executionId, brokerId: this.config.brokerId, containerId: info.instanceId, startedAtMs }, { msgId: `${executionId}.started`, retryForMs: 5_000 }),
+      );
+      await this.store.started(executionId, info.instanceId, startedAtMs, deadlineMs);
+    }
     const published = await this.publishedOffsets(executionId);
-    const output = new OutputPublisher(this.bus, executionId, this.config.maxOutputBytes, published === 'ended' ? undefined : published);
+    const output = this.outputOf(executionId, published === 'ended' ? undefined : published);
     const instance: Instance = {
       executionId,
       ownerId,
@@ -526,9 +765,11 @@ export class InstanceManager {
       deadline: info.running && deadlineMs > 0 ? this.armDeadline(instance, deadlineMs) : null,
       diskWatch: info.running ? this.watchDisk(instance) : null,
     };
+    const stopCause = row?.stopCause ?? null;
     instance.phase = stopCause ? { name: 'stopping', run, cause: stopCause } : { name: 'running', run };
     this.instances.set(executionId, instance);
-    this.log.info({ executionId, containerId: info.instanceId.slice(0, 12), running: info.running }, 'reconcile: adopted instance');
+    this.unsettled.delete(executionId);
+    log.info({ containerId: info.instanceId.slice(0, 12), running: info.running }, 'reconcile: adopted instance');
     if (info.running && stopCause) void this.halt(instance, stopCause, this.config.stopGraceMs);
     void this.watch(instance, run, info.memoryLimitBytes);
   }
@@ -546,11 +787,13 @@ export class InstanceManager {
 
   /** Stops watching; the instances keep running and the next broker process adopts them. */
   async stop(): Promise<void> {
-    this.stopping = true;
+    this.shutdown.abort();
+    if (this.reconcileRetry) clearTimeout(this.reconcileRetry);
+    this.reconcileRetry = null;
     for (const instance of this.instances.values()) {
       const run = runOf(instance.phase);
       if (run) clearRun(run);
     }
-    await this.reconciling?.catch(() => {});
+    await this.reconciling;
   }
 }
