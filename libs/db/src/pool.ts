@@ -19,5 +19,9 @@ export function createPool(url: string, opts: { max?: number; name?: string; con
   });
   // An idle client that loses its server (database restart) must not crash the process.
   pool.on('error', () => {});
+  // Nor one that is checked out (pool.connect(), for a transaction): the pool removes its own listener
+  // while a client is lent, and an 'error' event with no listener ends the process. The query in
+  // progress rejects with the same error, which is where it is handled.
+  pool.on('connect', (client) => client.on('error', () => {}));
   return pool;
 }

@@ -45,6 +45,24 @@ test('a server killed -9 is reported as gone, and a new one starts on the same d
   }
 });
 
+test('a client lent for a transaction whose server dies fails its query and leaves the process running', { timeout: 120_000 }, async () => {
+  const db = await startEmbeddedPostgres({ dir: join(dir, 'lent'), port: await freePort() });
+  servers.push(db);
+  const pool = createPool(db.url, { connectTimeoutMs: 2_000 });
+  try {
+    const client = await pool.connect();
+    await client.query('BEGIN');
+    process.kill(db.pid, 'SIGKILL');
+    await db.exited;
+    // The lost connection is an 'error' event on the lent client; without a listener it would end this process.
+    await new Promise((r) => setTimeout(r, 500));
+    await assert.rejects(client.query('SELECT 1'));
+    client.release(true);
+  } finally {
+    await pool.end();
+  }
+});
+
 test('waiting for a database whose credentials are wrong fails at once, saying what to check', { timeout: 60_000 }, async () => {
   const db = await startEmbeddedPostgres({ dir: join(dir, 'refused'), port: await freePort() });
   servers.push(db);

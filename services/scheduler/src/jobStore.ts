@@ -34,6 +34,7 @@ export interface JobView {
   readonly state: JobState;
   readonly brokerId: string | null;
   readonly changedAtMs: number;
+  readonly cancelRequested: boolean;
 }
 
 const COLUMNS = `execution_id AS "executionId", owner_id AS "ownerId", spec, state, version,
@@ -41,6 +42,11 @@ const COLUMNS = `execution_id AS "executionId", owner_id AS "ownerId", spec, sta
   exit_code AS "exitCode", reason, requested_at_ms AS "requestedAtMs", started_at_ms AS "startedAtMs",
   finished_at_ms AS "finishedAtMs", launch_attempts AS "launchAttempts", next_attempt_ms AS "nextAttemptMs",
   claimed_at_ms AS "claimedAtMs", trace_parent AS "traceParent"`;
+
+/** COLUMNS with every column named through `alias`, for statements that join the table with itself. */
+function qualified(alias: string): string {
+  return COLUMNS.replace(/(^|\s)([a-z_]+)( AS|,|$)/g, `$1${alias}.$2$3`);
+}
 
 type Raw = Omit<Job, 'spec' | 'specError'> & { spec: Buffer };
 
@@ -57,12 +63,29 @@ export function unreadableReason(job: Job): string {
   return `Paddock could not read this execution's stored request (${job.specError ?? 'unknown error'}); submit it again`;
 }
 
+/** What a transition did: a job it changed says which state it left. */
+export type Transitioned =
+  | { readonly job: Job; readonly changed: true; readonly from: JobState }
+  | { readonly job: Job | null; readonly changed: false };
+
 export interface TransitionFields {
   brokerId?: string;
   exitCode?: number | null;
   reason?: string;
   startedAtMs?: number;
   finishedAtMs?: number;
+}
+
+/** What one claim did. */
+export interface Claim {
+  /** Moved from queued to provisioning, each on the broker `place` picked. */
+  readonly claimed: Job[];
+  /** Left queued: their owner is at its limit. */
+  readonly overLimit: Job[];
+  /** Failed: their stored spec cannot be decoded. */
+  readonly unreadable: Job[];
+  /** How long each claimed job had been queued, by execution id. */
+  readonly queuedForMs: ReadonlyMap<string, number>;
 }
 
 /** scheduler_jobs: the queue and the lifecycle state of every execution. */
@@ -98,21 +121,29 @@ export class JobStore {
   }
 
   /**
-   * Moves a job to `to` if the lifecycle allows it from its current state; returns the job as it is now
-   * and whether this call changed it.
+   * Moves a job to `to` if the lifecycle allows it from its current state; returns the job as it is now,
+   * whether this call changed it and, when it did, the state it left.
    */
-  async transition(executionId: string, to: JobState, f: TransitionFields = {}): Promise<{ job: Job | null; changed: boolean }> {
-    const r = await this.pool.query<Raw>(
-      `UPDATE scheduler_jobs SET state = $2, version = version + 1, updated_at = now(),
-         broker_id = COALESCE($4, broker_id),
-         exit_code = CASE WHEN $5::boolean THEN $6 ELSE exit_code END,
-         reason = COALESCE($7, reason),
-         started_at_ms = COALESCE($8, started_at_ms),
-         finished_at_ms = COALESCE($9, finished_at_ms)
-       WHERE execution_id = $1 AND state = ANY($3::text[]) RETURNING ${COLUMNS}`,
+  async transition(executionId: string, to: JobState, f: TransitionFields = {}): Promise<Transitioned> {
+    // The row is locked in the subquery, so `prev` is the state this very update replaced even when another
+    // transition of the same job commits in between (that one is then seen, and this update re-checked).
+    const r = await this.pool.query<Raw & { fromState: JobState }>(
+      `UPDATE scheduler_jobs j SET state = $2, version = j.version + 1, updated_at = now(),
+         broker_id = COALESCE($4, j.broker_id),
+         exit_code = CASE WHEN $5::boolean THEN $6 ELSE j.exit_code END,
+         reason = COALESCE($7, j.reason),
+         started_at_ms = COALESCE($8, j.started_at_ms),
+         finished_at_ms = COALESCE($9, j.finished_at_ms)
+       FROM (SELECT execution_id, state FROM scheduler_jobs WHERE execution_id = $1 FOR UPDATE) prev
+       WHERE j.execution_id = prev.execution_id AND j.state = ANY($3::text[])
+       RETURNING ${qualified('j')}, prev.state AS "fromState"`,
       [executionId, to, ALLOWED_FROM[to], f.brokerId ?? null, f.exitCode !== undefined, f.exitCode ?? null, f.reason ?? null, f.startedAtMs ?? null, f.finishedAtMs ?? null],
     );
-    if (r.rows[0]) return { job: toJob(r.rows[0]), changed: true };
+    const row = r.rows[0];
+    if (row) {
+      const { fromState, ...raw } = row;
+      return { job: toJob(raw), changed: true, from: fromState };
+    }
     return { job: await this.get(executionId), changed: false };
   }
 
@@ -154,13 +185,13 @@ export class JobStore {
    * measured by the database and expressed on this process's clock (so the two clocks need not agree).
    */
   async views(executionIds: readonly string[], nowMs = Date.now()): Promise<JobView[]> {
-    const r = await this.pool.query<{ executionId: string; state: JobState; brokerId: string | null; ageMs: number }>(
-      `SELECT execution_id AS "executionId", state, broker_id AS "brokerId",
+    const r = await this.pool.query<{ executionId: string; state: JobState; brokerId: string | null; ageMs: number; cancelRequested: boolean }>(
+      `SELECT execution_id AS "executionId", state, broker_id AS "brokerId", cancel_requested AS "cancelRequested",
          GREATEST(0, floor(extract(epoch FROM clock_timestamp() - updated_at) * 1000))::bigint AS "ageMs"
        FROM scheduler_jobs WHERE state IN ('provisioning', 'executing') OR execution_id = ANY($1::text[])`,
       [executionIds],
     );
-    return r.rows.map((x) => ({ executionId: x.executionId, state: x.state, brokerId: x.brokerId, changedAtMs: nowMs - x.ageMs }));
+    return r.rows.map((x) => ({ executionId: x.executionId, state: x.state, brokerId: x.brokerId, changedAtMs: nowMs - Number(x.ageMs), cancelRequested: x.cancelRequested }));
   }
 
   /**
@@ -194,7 +225,7 @@ export class JobStore {
     maxRunningPerOwner: number,
     place: (job: Job) => string | null,
     nowMs = Date.now(),
-  ): Promise<{ claimed: Job[]; overLimit: Job[]; unreadable: Job[] }> {
+  ): Promise<Claim> {
     const client = await this.pool.connect();
     try {
       await client.query('BEGIN');
@@ -203,19 +234,25 @@ export class JobStore {
       // Owners under their limit first, so a long queue of one owner at its limit holds nobody else back;
       // the others too, as the ones to report over the limit.
       const underLimit = `(SELECT count(*) FROM scheduler_jobs r WHERE r.owner_id = j.owner_id AND r.state IN ('provisioning', 'executing')) < $2`;
+      // How long each has been queued is measured by the database, whose clock stamped the row.
       const pick = (condition: string) =>
-        client.query<Raw>(
-          `SELECT ${COLUMNS} FROM scheduler_jobs j WHERE state = 'queued' AND NOT cancel_requested AND ${condition}
+        client.query<Raw & { queuedForMs: number }>(
+          `SELECT ${COLUMNS}, GREATEST(0, floor(extract(epoch FROM clock_timestamp() - updated_at) * 1000))::bigint AS "queuedForMs"
+           FROM scheduler_jobs j WHERE state = 'queued' AND NOT cancel_requested AND ${condition}
            ORDER BY requested_at_ms, execution_id LIMIT $1 FOR UPDATE SKIP LOCKED`,
           [Math.max(slots * 4, 64), maxRunningPerOwner],
         );
       const [under, over] = await Promise.all([pick(underLimit), pick(`NOT ${underLimit}`)]);
+      const queuedForMs = new Map<string, number>();
       const queued = [...under.rows, ...over.rows]
-        .map(toJob)
+        .map(({ queuedForMs: waitedMs, ...raw }) => {
+          queuedForMs.set(raw.executionId, waitedMs);
+          return toJob(raw);
+        })
         .sort((a, b) => a.requestedAtMs - b.requestedAtMs || a.executionId.localeCompare(b.executionId));
       if (queued.length === 0) {
         await client.query('COMMIT');
-        return { claimed: [], overLimit: [], unreadable: [] };
+        return { claimed: [], overLimit: [], unreadable: [], queuedForMs: new Map() };
       }
       const owners = [...new Set(queued.map((j) => j.ownerId))];
       const running = new Map(
@@ -258,13 +295,19 @@ export class JobStore {
         claimed.push(toJob(r.rows[0]!));
       }
       await client.query('COMMIT');
-      return { claimed, overLimit, unreadable };
+      return { claimed, overLimit, unreadable, queuedForMs: new Map(claimed.map((j) => [j.executionId, queuedForMs.get(j.executionId) ?? 0])) };
     } catch (err) {
       await client.query('ROLLBACK').catch(() => {});
       throw err;
     } finally {
       client.release();
     }
+  }
+
+  /** How many jobs are in each state: for the metrics, read at each collection. */
+  async countByState(): Promise<Partial<Record<JobState, number>>> {
+    const r = await this.pool.query<{ state: JobState; n: number }>(`SELECT state, count(*)::int AS n FROM scheduler_jobs GROUP BY state`);
+    return Object.fromEntries(r.rows.map((x) => [x.state, x.n]));
   }
 
   /** The executions provisioning or executing, per broker. */

@@ -33,6 +33,8 @@ export interface ReconcilePolicy {
 export type Repair =
   /** The broker holds an execution that is final, unknown, or placed on another broker: stop it there. */
   | { readonly kind: 'stop-stray'; readonly brokerId: string; readonly executionId: string; readonly state: JobState | 'unknown' }
+  /** Cancelled, yet still held by its broker after the cancel should have reached it: ask again. */
+  | { readonly kind: 'stop-cancelled'; readonly brokerId: string; readonly executionId: string }
   /** Claimed for a live broker that does not hold it: its launch never arrived. */
   | { readonly kind: 'relaunch'; readonly brokerId: string; readonly executionId: string }
   /** Executing on a live broker that no longer holds it. */
@@ -77,8 +79,15 @@ export function decide(brokers: readonly BrokerView[], jobs: readonly JobView[],
       continue;
     }
     if (!broker) continue;
-    // The heartbeats since the job settled, newest first, up to the newest that holds it.
     const settledAtMs = job.changedAtMs + policy.settleMs;
+    // A cancel can be lost on its way (the broker or this scheduler restarting as it is sent): while the
+    // broker still holds the execution well after the cancel was recorded, it is asked again.
+    const latest = broker.sightings.at(-1);
+    if (job.cancelRequested && latest && latest.receivedAtMs > settledAtMs && latest.executionIds.has(job.executionId)) {
+      repairs.push({ kind: 'stop-cancelled', brokerId: job.brokerId, executionId: job.executionId });
+      continue;
+    }
+    // The heartbeats since the job settled, newest first, up to the newest that holds it.
     const missingIn: Sighting[] = [];
     for (const s of [...broker.sightings].reverse()) {
       if (s.receivedAtMs <= settledAtMs || s.executionIds.has(job.executionId)) break;
@@ -167,6 +176,10 @@ export class Reconciler {
     switch (r.kind) {
       case 'stop-stray':
         this.log.warn({ executionId, broker: brokerId, state: r.state }, `reconcile: broker holds an execution that is ${r.state === 'unknown' ? 'unknown' : r.state}; stopping it there`);
+        await this.actions.stop(brokerId, executionId);
+        return;
+      case 'stop-cancelled':
+        this.log.warn({ executionId, broker: brokerId }, 'reconcile: a cancelled execution still runs on its broker; asking it again to stop');
         await this.actions.stop(brokerId, executionId);
         return;
       case 'relaunch':

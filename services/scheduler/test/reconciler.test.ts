@@ -15,7 +15,22 @@ function broker(brokerId: string, held: string[][], lastAtMs: number, silentForM
   };
 }
 
-const job = (executionId: string, state: JobState, brokerId: string | null, changedAtMs: number): JobView => ({ executionId, state, brokerId, changedAtMs });
+const job = (executionId: string, state: JobState, brokerId: string | null, changedAtMs: number, cancelRequested = false): JobView => ({
+  executionId,
+  state,
+  brokerId,
+  changedAtMs,
+  cancelRequested,
+});
+
+test('a cancelled execution its broker still holds once the cancel has settled is asked to stop again', () => {
+  const held = broker('b1', [['e1'], ['e1']], 10_000);
+  assert.deepEqual(decide([held], [job('e1', 'executing', 'b1', 5_000, true)], 0, policy), [{ kind: 'stop-cancelled', brokerId: 'b1', executionId: 'e1' }]);
+  // Recorded a moment ago: the cancel may still be on its way to the broker.
+  assert.deepEqual(decide([held], [job('e1', 'executing', 'b1', 9_000, true)], 0, policy), []);
+  // No longer held: the broker is ending it.
+  assert.deepEqual(decide([broker('b1', [['e1'], []], 10_000)], [job('e1', 'executing', 'b1', 5_000, true)], 0, policy), []);
+});
 
 test('a final execution its broker still holds in two heartbeats after it ended is stopped there', () => {
   const repairs = decide([broker('b1', [['e1'], ['e1']], 10_000)], [job('e1', 'failed', 'b1', 5_000)], 0, policy);
