@@ -39,7 +39,13 @@ Environment:
   PADDOCK_DB_PORT    port of the embedded PostgreSQL (default 7432)
   PADDOCK_NATS_PORT  port of the NATS server started here (default 4222)
   DATABASE_URL       use this PostgreSQL instead of the embedded one
-  NATS_URL           use this NATS server instead of starting one`,
+  NATS_URL           use this NATS server instead of starting one
+  PADDOCK_SCHEDULER_METRICS_PORT  loopback port of the scheduler's /metrics (default 7072, 0 for none)
+  PADDOCK_BROKER_METRICS_PORT     loopback port of the broker's /metrics (default 7073, 0 for none)
+  OTEL_EXPORTER_OTLP_ENDPOINT     push traces and metrics to this OTLP/HTTP collector too
+
+Metrics: Prometheus scrapes the gateway at <API>/metrics with the admin token as a bearer token, and the
+scheduler and broker at http://127.0.0.1:<port>/metrics (loopback only).`,
 
   async run(ctx, argv) {
     const args = parseArgs(argv, {}, { command: 'up' });
@@ -83,6 +89,7 @@ class Stack {
       this.#startServices(databaseUrl, natsUrl);
       await this.#waitHealthy();
       this.#ctx.stdout.write(`Paddock is up: ${this.#config.publicUrl}  (admin token: ${this.#config.adminTokenFile})\n`);
+      this.#ctx.stdout.write(`Metrics: ${this.#metricsLine()}\n`);
       await new Promise<void>((resolve) => this.#shutdown.signal.addEventListener('abort', () => resolve(), { once: true }));
     } catch (err) {
       if (!this.#shutdown.signal.aborted) {
@@ -95,6 +102,16 @@ class Stack {
       unsubscribe();
     }
     return this.#forced ? 130 : status;
+  }
+
+  /** Where each part serves its metrics, as `up` prints it once Paddock is up. */
+  #metricsLine(): string {
+    const { publicUrl, metricsPorts } = this.#config;
+    const parts = [`gateway ${publicUrl}/metrics (bearer: the admin token)`];
+    for (const [name, port] of Object.entries(metricsPorts)) {
+      if (name !== 'gateway') parts.push(port === 0 ? `${name} none` : `${name} http://127.0.0.1:${port}/metrics`);
+    }
+    return parts.join(', ');
   }
 
   #say(message: string): void {
@@ -124,6 +141,13 @@ class Stack {
     }
     if (await canConnect(new URL(publicUrl).hostname.replace(/^\[|\]$/g, ''), httpPort)) {
       throw new CommandError(`something already listens on port ${httpPort} (another \`paddock up\`?); stop it or set PADDOCK_PORT`);
+    }
+    // A taken metrics port would stop that service at each start, over and over: refuse before starting anything.
+    for (const [name, port] of Object.entries(this.#config.metricsPorts)) {
+      if (port !== 0 && (await canConnect('127.0.0.1', port))) {
+        const setting = `PADDOCK_${name.toUpperCase()}_METRICS_PORT`;
+        throw new CommandError(`something already listens on port ${port}, the ${name}'s metrics port (another \`paddock up\`?); stop it, or set ${setting} (0 for none)`);
+      }
     }
   }
 
@@ -254,7 +278,14 @@ class Stack {
       const prefix = `[${name}]`.padEnd(this.#prefixWidth);
       this.#services.push(
         Supervised.start(
-          { name, command: this.#ctx.nodePath, args: [serviceMain(repoRoot, name)], env, cwd: repoRoot },
+          {
+            name,
+            command: this.#ctx.nodePath,
+            args: [serviceMain(repoRoot, name)],
+            // Each its own port: a PADDOCK_METRICS_PORT in up's environment would make all three ask for one.
+            env: { ...env, PADDOCK_METRICS_PORT: String(this.#config.metricsPorts[name] ?? 0) },
+            cwd: repoRoot,
+          },
           {
             hooks: {
               onLine: (stream, line) => {

@@ -1,5 +1,6 @@
 import { join, resolve } from 'node:path';
 import { adminTokenFile, commonConfig, databaseUrlFile, EnvReader, type Env } from '@paddock/config';
+import { ConfigError } from '@paddock/errors';
 
 export const SERVICES = ['scheduler', 'broker', 'gateway'] as const;
 
@@ -23,6 +24,11 @@ export interface UpConfig {
   /** Where to reach the gateway from this machine (a wildcard listen address becomes 127.0.0.1). */
   readonly publicUrl: string;
   readonly adminTokenFile: string;
+  /**
+   * The loopback port each service serves `GET /metrics` on by itself (PADDOCK_METRICS_PORT of that
+   * service), 0 for none. The gateway has none: it serves /metrics on the API port, to the admin.
+   */
+  readonly metricsPorts: Readonly<Record<string, number>>;
   readonly serviceStopGraceMs: number;
   readonly infraStopGraceMs: number;
 }
@@ -33,6 +39,18 @@ export function upConfig(env: Env, repoRoot: string): UpConfig {
   const httpHost = read.string('PADDOCK_HOST', '127.0.0.1');
   const httpPort = read.int('PADDOCK_PORT', 7070, { min: 1, max: 65535 });
   const reachable = httpHost === '0.0.0.0' || httpHost === '::' ? '127.0.0.1' : httpHost;
+  const metricsPorts = {
+    scheduler: read.int('PADDOCK_SCHEDULER_METRICS_PORT', 7072, { min: 0, max: 65535 }),
+    broker: read.int('PADDOCK_BROKER_METRICS_PORT', 7073, { min: 0, max: 65535 }),
+    gateway: 0,
+  };
+  const taken = new Map<number, string>([[httpPort, 'PADDOCK_PORT']]);
+  for (const [setting, port] of [['PADDOCK_SCHEDULER_METRICS_PORT', metricsPorts.scheduler], ['PADDOCK_BROKER_METRICS_PORT', metricsPorts.broker]] as const) {
+    if (port === 0) continue;
+    const other = taken.get(port);
+    if (other !== undefined) throw new ConfigError(setting, `port ${port} is already ${other}'s; give each its own port, or 0 to serve no metrics`);
+    taken.set(port, setting);
+  }
   return Object.freeze({
     home,
     logsDir: join(home, 'logs'),
@@ -49,6 +67,7 @@ export function upConfig(env: Env, repoRoot: string): UpConfig {
     httpPort,
     publicUrl: `http://${reachable.includes(':') ? `[${reachable}]` : reachable}:${httpPort}`,
     adminTokenFile: adminTokenFile(home),
+    metricsPorts: Object.freeze(metricsPorts),
     serviceStopGraceMs: 15_000,
     infraStopGraceMs: 10_000,
   });

@@ -21,6 +21,8 @@ export interface RunningPaddock {
   readonly natsUrl: string;
   readonly admin: ApiClient;
   readonly env: Record<string, string>;
+  /** Where the scheduler and the broker serve `GET /metrics` (loopback, no token); the gateway's is at `${url}/metrics`, for the admin. */
+  readonly metricsUrls: { readonly scheduler: string; readonly broker: string };
   /** The pid of a service (or of nats-server) run by this `paddock up`. */
   pidOf(name: 'paddock-gateway' | 'paddock-scheduler' | 'paddock-broker' | 'nats-server'): number | undefined;
   /** Everything `paddock up` printed so far. */
@@ -35,13 +37,23 @@ export interface RunningPaddock {
  */
 export async function startPaddock(opts: StartPaddockOptions = {}): Promise<RunningPaddock> {
   const home = await mkdtemp(join(tmpdir(), 'paddock-test-'));
-  const [port, natsPort, dbPort, brokerPort] = await Promise.all([freePort(), freePort(), freePort(), freePort()]);
+  const [port, natsPort, dbPort, brokerPort, schedulerMetricsPort, brokerMetricsPort] = await Promise.all([
+    freePort(),
+    freePort(),
+    freePort(),
+    freePort(),
+    freePort(),
+    freePort(),
+  ]);
   const env: Record<string, string> = {
     PADDOCK_HOME: home,
     PADDOCK_PORT: String(port),
     PADDOCK_NATS_PORT: String(natsPort),
     PADDOCK_DB_PORT: String(dbPort),
     PADDOCK_BROKER_PORT: String(brokerPort),
+    // Free ports rather than `paddock up`'s fixed defaults, so that test Paddocks run side by side.
+    PADDOCK_SCHEDULER_METRICS_PORT: String(schedulerMetricsPort),
+    PADDOCK_BROKER_METRICS_PORT: String(brokerMetricsPort),
     // Each test Paddock is its own broker, so they never adopt each other's containers.
     PADDOCK_BROKER_ID: `test-${port}`,
     LOG_LEVEL: 'warn',
@@ -96,6 +108,10 @@ export async function startPaddock(opts: StartPaddockOptions = {}): Promise<Runn
     natsUrl: `nats://127.0.0.1:${natsPort}`,
     admin: new ApiClient(url, token),
     env,
+    metricsUrls: {
+      scheduler: `http://127.0.0.1:${env['PADDOCK_SCHEDULER_METRICS_PORT']}/metrics`,
+      broker: `http://127.0.0.1:${env['PADDOCK_BROKER_METRICS_PORT']}/metrics`,
+    },
     pidOf(name) {
       const lines = execFileSync('ps', ['-o', 'pid=,args=', '--ppid', String(child.pid)], { encoding: 'utf8' }).split('\n');
       for (const line of lines) {

@@ -1,10 +1,12 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import Docker from 'dockerode';
 import { BlobStore } from '@paddock/blobs';
 import { Bus, topics } from '@paddock/bus';
 import { createPool, migrate } from '@paddock/db';
 import { SecretBox } from '@paddock/secrets';
-import type { Logger } from '@paddock/telemetry';
+import type { Startup } from '@paddock/service';
+import { unrecordedMetrics, type Logger, type PaddockMetrics } from '@paddock/telemetry';
 import type { BrokerConfig } from './config.js';
 import { InstanceManager } from './lifecycle/instanceManager.js';
 import { InstanceStore } from './instanceStore.js';
@@ -22,11 +24,38 @@ export interface StartedBroker {
   stop(): Promise<void>;
 }
 
+export interface BrokerOptions {
+  /** The service's startup (main.ts): waits for Docker, PostgreSQL and NATS go through it, so health says which. */
+  readonly startup?: Startup;
+  /** Where the running containers, errors and the bus's redeliveries are recorded. */
+  readonly metrics?: PaddockMetrics;
+}
+
+/** Waits for a dependency through the service's startup when there is one (health says what it waits for). */
+function waitFor<T>(startup: Startup | undefined, dependency: string, wait: (signal?: AbortSignal) => Promise<T>): Promise<T> {
+  return startup ? startup.waitFor(dependency, wait) : wait();
+}
+
+/** Until the engine answers a ping: a Docker that is (re)starting is waited for, with its reason logged once. */
+async function pingUntilUp(docker: Docker, log: Logger, signal?: AbortSignal): Promise<void> {
+  for (let delayMs = 200, told = false; ; delayMs = Math.min(delayMs * 2, 5_000)) {
+    try {
+      await docker.ping();
+      return;
+    } catch (err) {
+      if (!told) log.warn({ err }, `the Docker engine does not answer (${(err as Error).message}); waiting for it`);
+      told = true;
+    }
+    await sleep(delayMs, undefined, signal ? { signal } : {});
+  }
+}
+
 /** Connects to Docker, PostgreSQL and NATS, reconciles what a previous process left, then serves. */
-export async function startBroker(config: BrokerConfig, log: Logger): Promise<StartedBroker> {
+export async function startBroker(config: BrokerConfig, log: Logger, opts: BrokerOptions = {}): Promise<StartedBroker> {
   if (!config.databaseUrl) throw new Error('DATABASE_URL is required');
+  const { startup, metrics = unrecordedMetrics() } = opts;
   const docker = new Docker({ socketPath: config.dockerSocket });
-  await docker.ping();
+  await waitFor(startup, 'Docker', (signal) => pingUntilUp(docker, log, signal));
   const provider = new DockerProvider(docker, {
     imagesDir: config.imagesDir,
     workspaceMode: config.workspaceMode,
@@ -34,8 +63,10 @@ export async function startBroker(config: BrokerConfig, log: Logger): Promise<St
     sshHost: config.sshHost,
   });
   const pool = createPool(config.databaseUrl, { name: 'paddock-broker' });
-  await migrate(pool, 'broker', MIGRATIONS_DIR);
-  const bus = await Bus.connect({ url: config.natsUrl, name: `paddock-broker-${config.brokerId}`, log });
+  await waitFor(startup, 'PostgreSQL', (signal) => migrate(pool, 'broker', MIGRATIONS_DIR, { log, ...(signal ? { signal } : {}) }));
+  const bus = await waitFor(startup, 'NATS', () =>
+    Bus.connect({ ...config.bus, url: config.natsUrl, name: `paddock-broker-${config.brokerId}`, log, observer: metrics }),
+  );
   const store = new InstanceStore(pool);
   const blobs = new BlobStore(config.blobsDir);
   const instances = new InstanceManager(provider, bus, store, blobs, config, log, await SecretBox.fromFile(config.secretKeyFile));
@@ -61,6 +92,7 @@ export async function startBroker(config: BrokerConfig, log: Logger): Promise<St
     });
   beat();
   const heartbeat = setInterval(beat, 1000);
+  const unobserve = metrics.observeRunningContainers(() => [{ broker: config.brokerId, running: instances.running }]);
   log.info({ grpc: grpc.address, brokerId: config.brokerId, capacity: config.capacity }, 'broker ready');
 
   let stopped: Promise<void> | undefined;
@@ -72,6 +104,7 @@ export async function startBroker(config: BrokerConfig, log: Logger): Promise<St
       (stopped ??= (async () => {
         clearInterval(heartbeat);
         clearInterval(reconciling);
+        unobserve();
         await grpc.stop();
         await instances.stop();
         await retention.stop();

@@ -1,3 +1,4 @@
+import { busSettingsFromEnv, type BusSettings } from '@paddock/bus';
 import { artifactsDir, commonConfig, EnvReader, type CommonConfig, type Env } from '@paddock/config';
 import { ConfigError } from '@paddock/errors';
 import { hostname, cpus } from 'node:os';
@@ -40,6 +41,10 @@ export interface BrokerConfig extends CommonConfig {
   readonly provisionRetryMs: number;
   /** How often the provider's instances and the table are brought back in line. */
   readonly reconcileIntervalMs: number;
+  /** A loopback port serving `GET /metrics` for Prometheus; 0 serves none. */
+  readonly metricsPort: number;
+  /** Stream limits, retention and redelivery of the bus, as every service connects with them. */
+  readonly bus: BusSettings;
 }
 
 const DAY_MS = 24 * 60 * 60 * 1000;
@@ -75,6 +80,8 @@ export function brokerConfig(env: Env): BrokerConfig {
     retentionMs: read.int('PADDOCK_RETENTION_DAYS', 30, { min: 1, max: 36_500 }) * DAY_MS,
     provisionRetryMs: read.int('PADDOCK_PROVISION_RETRY_MS', 5_000, { max: 60_000 }),
     reconcileIntervalMs: read.int('PADDOCK_RECONCILE_INTERVAL_MS', 30_000, { min: 1_000 }),
+    metricsPort: read.int('PADDOCK_METRICS_PORT', 0, { min: 0, max: 65_535 }),
+    bus: busSettingsFromEnv(env),
   };
   return Object.freeze(config);
 }

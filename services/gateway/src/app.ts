@@ -1,7 +1,8 @@
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import swagger from '@fastify/swagger';
 import websocket from '@fastify/websocket';
-import type { Logger } from '@paddock/telemetry';
+import { unrecordedMetrics, type Logger, type PaddockMetrics } from '@paddock/telemetry';
 import type { Bus } from '@paddock/bus';
 import { installAuth } from './auth.js';
 import type { GatewayConfig } from './config.js';
@@ -13,6 +14,7 @@ import { executionRoutes } from './executions/routes.js';
 import { healthRoutes, type HealthWatch } from './health.js';
 import type { BrokerDirectory } from './instances/brokers.js';
 import { instanceRoutes } from './instances/routes.js';
+import { metricsRoutes } from './metrics.js';
 import type { TicketStore } from './instances/ticketStore.js';
 import { secretRoutes } from './secrets/routes.js';
 import type { SecretStore } from './secrets/secretStore.js';
@@ -45,6 +47,12 @@ export interface AppOptions {
   tickets: TicketStore;
   bus: Bus;
   health: HealthWatch;
+  /** Where the gateway records its errors (the 500s by kind); nowhere when absent. */
+  metrics?: PaddockMetrics;
+  /** Every metric of this process in Prometheus text: served at /metrics to the admin. Absent: no /metrics. */
+  scrapeMetrics?: () => Promise<string>;
+  /** The server the app is built on (the listener that opened before the app was ready); Fastify makes one otherwise. */
+  serverFactory?: (handler: (req: IncomingMessage, res: ServerResponse) => void) => Server;
 }
 
 /** The REST API as a Fastify instance that does not listen: server code listens, tests inject. */
@@ -56,6 +64,7 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
     bodyLimit: opts.config.bodyLimitBytes,
     // Unknown fields are an error, and "5" is not a number: nothing is silently dropped or coerced.
     ajv: { customOptions: { removeAdditional: false, coerceTypes: false, allErrors: true, useDefaults: false } },
+    ...(opts.serverFactory ? { serverFactory: opts.serverFactory } : {}),
   });
   await app.register(swagger, {
     openapi: {
@@ -67,7 +76,8 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
   });
   await app.register(websocket, { options: { maxPayload: 1024 * 1024 } });
   acceptEmptyJson(app);
-  installErrorHandler(app);
+  const metrics = opts.metrics ?? unrecordedMetrics();
+  installErrorHandler(app, (err) => metrics.errorOccurred(err.name));
   installAuth(app, opts.users);
   app.addHook('onResponse', async (req, reply) => {
     const line = { method: req.method, url: req.url, status: reply.statusCode, ms: Math.round(reply.elapsedTime) };
@@ -77,6 +87,7 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
   });
   app.get('/api/v1/openapi.json', { config: { public: true }, schema: { hide: true } }, async () => app.swagger());
   await app.register(healthRoutes, { health: opts.health });
+  if (opts.scrapeMetrics) await app.register(metricsRoutes, { scrape: opts.scrapeMetrics });
   await app.register(userRoutes, { users: opts.users });
   await app.register(secretRoutes, { secrets: opts.secrets });
   const routeOpts = { executions: opts.executions, store: opts.store, bus: opts.bus, artifactsDir: opts.config.artifactsDir };

@@ -1,4 +1,5 @@
 import { join } from 'node:path';
+import { busSettingsFromEnv, type BusSettings } from '@paddock/bus';
 import { ConfigError } from '@paddock/errors';
 import { findRuntime, RUNTIME_NAMES } from '@paddock/runtimes';
 import { adminTokenFile, artifactsDir, commonConfig, EnvReader, type CommonConfig, type Env } from '@paddock/config';
@@ -33,6 +34,8 @@ export interface GatewayConfig extends CommonConfig {
     readonly maxMemoryMb: number;
     readonly maxTimeoutS: number;
   };
+  /** Stream limits, retention and redelivery of the bus, as every service connects with them. */
+  readonly bus: BusSettings;
 }
 
 export function gatewayConfig(env: Env): GatewayConfig {
@@ -63,6 +66,7 @@ export function gatewayConfig(env: Env): GatewayConfig {
       maxMemoryMb: read.int('PADDOCK_MAX_MEMORY_MB', 65536, { min: 16 }),
       maxTimeoutS: read.int('PADDOCK_MAX_TIMEOUT_S', 7 * 24 * 3600, { min: 1 }),
     }),
+    bus: busSettingsFromEnv(env),
   };
   const { defaults, limits } = config;
   for (const [setting, value, max, maxSetting] of [

@@ -60,9 +60,9 @@ async function drain(req: IncomingMessage): Promise<void> {
 
 /**
  * One error handler: errors under 500 reach the caller as `{error: {code, message}}` with a stable code;
- * 500s are logged and hidden.
+ * 500s are logged, hidden, and told to `onInternal` (which counts them by kind).
  */
-export function installErrorHandler(app: FastifyInstance): void {
+export function installErrorHandler(app: FastifyInstance, onInternal: (err: Error) => void = () => {}): void {
   app.setErrorHandler(async (err: FastifyError & { validation?: AjvError[]; validationContext?: string }, req, reply) => {
     if (err instanceof PaddockError) {
       return reply.code(err.status).send({ error: { code: err.code, message: err.message } });
@@ -82,6 +82,7 @@ export function installErrorHandler(app: FastifyInstance): void {
       if (code === 'body_too_large') await drain(req.raw);
       return reply.code(status).send({ error: { code, message } });
     }
+    onInternal(err);
     req.log.error({ err }, 'request failed');
     return reply.code(500).send({ error: { code: 'internal', message: 'internal error; see the gateway log' } });
   });

@@ -3,7 +3,8 @@ import type { FastifyInstance } from 'fastify';
 import { BlobStore } from '@paddock/blobs';
 import { Bus, type Subscription } from '@paddock/bus';
 import { createPool, migrate } from '@paddock/db';
-import type { Logger } from '@paddock/telemetry';
+import type { Startup } from '@paddock/service';
+import { unrecordedMetrics, type Logger, type Telemetry } from '@paddock/telemetry';
 import { buildApp } from './app.js';
 import type { GatewayConfig } from './config.js';
 import { ExecutionService } from './executions/executionService.js';
@@ -11,6 +12,7 @@ import { ExecutionStore } from './executions/executionStore.js';
 import { projectStates } from './executions/projection.js';
 import { REQUEST_MESSAGE_MAX_BYTES } from './executions/requestSize.js';
 import { HealthWatch } from './health.js';
+import { GatewayListener } from './listener.js';
 import { BrokerDirectory } from './instances/brokers.js';
 import { TicketStore } from './instances/ticketStore.js';
 import { RetentionCleaner } from './retention.js';
@@ -27,13 +29,46 @@ export interface StartedGateway {
   stop(): Promise<void>;
 }
 
-export async function startGateway(config: GatewayConfig, log: Logger): Promise<StartedGateway> {
+export interface GatewayOptions {
+  /**
+   * The service's startup (main.ts): the gateway listens at once and, while it waits for PostgreSQL and
+   * NATS through it, /healthz says what it waits for. Without one (a test), it is "starting" until ready.
+   */
+  readonly startup?: Startup;
+  /** The process's telemetry: what the gateway records, and what /metrics serves to the admin. None: no /metrics. */
+  readonly telemetry?: Pick<Telemetry, 'metrics' | 'metricsHandler'>;
+}
+
+/** Waits for a dependency through the service's startup when there is one (health says what it waits for). */
+function waitFor<T>(startup: Startup | undefined, dependency: string, wait: (signal?: AbortSignal) => Promise<T>): Promise<T> {
+  return startup ? startup.waitFor(dependency, wait) : wait();
+}
+
+export async function startGateway(config: GatewayConfig, log: Logger, opts: GatewayOptions = {}): Promise<StartedGateway> {
   if (!config.databaseUrl) throw new Error('DATABASE_URL is required');
-  const pool = createPool(config.databaseUrl, { name: 'paddock-gateway', max: 20 });
-  await migrate(pool, 'gateway', MIGRATIONS_DIR);
+  const { startup, telemetry } = opts;
+  const metrics = telemetry?.metrics ?? unrecordedMetrics();
+  const startedAtMs = Date.now();
+  const listener = await GatewayListener.open(config.host, config.port, () => startup?.health() ?? { state: 'starting', sinceMs: startedAtMs });
+  try {
+    return await serveOn(listener, config, log, { ...opts, metrics });
+  } catch (err) {
+    await listener.close();
+    throw err;
+  }
+}
+
+async function serveOn(
+  listener: GatewayListener,
+  config: GatewayConfig,
+  log: Logger,
+  { startup, telemetry, metrics }: GatewayOptions & { metrics: Telemetry['metrics'] },
+): Promise<StartedGateway> {
+  const pool = createPool(config.databaseUrl!, { name: 'paddock-gateway', max: 20 });
+  await waitFor(startup, 'PostgreSQL', (signal) => migrate(pool, 'gateway', MIGRATIONS_DIR, { log, ...(signal ? { signal } : {}) }));
   const users = new UserStore(pool);
   await ensureAdmin(users, config.adminTokenFile, log);
-  const bus = await Bus.connect({ url: config.natsUrl, name: 'paddock-gateway', log });
+  const bus = await waitFor(startup, 'NATS', () => Bus.connect({ ...config.bus, url: config.natsUrl, name: 'paddock-gateway', log, observer: metrics }));
   const maxPayloadBytes = bus.nc.info?.max_payload;
   if (maxPayloadBytes !== undefined && maxPayloadBytes < 2 * REQUEST_MESSAGE_MAX_BYTES) {
     log.warn({ maxPayloadBytes, requestMaxBytes: REQUEST_MESSAGE_MAX_BYTES }, "NATS's max_payload leaves little room for execution requests: raise it in nats-server's configuration");
@@ -50,10 +85,33 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
   brokers.start();
   const tickets = new TicketStore(pool, config.terminalTicketTtlMs);
   const subs: Subscription[] = [await projectStates(bus, store)];
-  const relay = setInterval(() => void executions.relayOutbox().catch((err: unknown) => log.warn({ err }, 'outbox relay failed')), 2000);
+  const relay = setInterval(
+    () =>
+      void executions.relayOutbox().catch((err: unknown) => {
+        metrics.errorOccurred(err instanceof Error ? err.name : 'NonError');
+        log.warn({ err }, 'outbox relay failed');
+      }),
+    2000,
+  );
 
-  const app = await buildApp({ config, log, users, executions, store, secrets, brokers, tickets, bus, health });
-  const url = await app.listen({ host: config.host, port: config.port });
+  const app = await buildApp({
+    config,
+    log,
+    users,
+    executions,
+    store,
+    secrets,
+    brokers,
+    tickets,
+    bus,
+    health,
+    metrics,
+    ...(telemetry ? { scrapeMetrics: () => telemetry.metricsHandler() } : {}),
+    serverFactory: listener.serverFactory,
+  });
+  await app.ready();
+  listener.serve();
+  const url = listener.url;
   log.info({ url }, 'gateway ready');
 
   let stopped: Promise<void> | undefined;
@@ -65,6 +123,7 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
         clearInterval(relay);
         await cleaner.stop();
         await app.close();
+        await listener.close();
         await health.stop();
         await brokers.stop();
         await Promise.all(subs.map((s) => s.stop()));

@@ -16,6 +16,7 @@ import { BrokerDirectory } from '../src/instances/brokers.js';
 import { TicketStore } from '../src/instances/ticketStore.js';
 import { SecretStore } from '../src/secrets/secretStore.js';
 import { UserStore, type User } from '../src/users/userStore.js';
+import { startTelemetry, type Telemetry } from '@paddock/telemetry';
 import { startTestStack, type TestStack } from './testStack.js';
 
 let stack: TestStack;
@@ -30,6 +31,7 @@ let alice: { user: User; token: string };
 let bob: { user: User; token: string };
 
 let secretBox: SecretBox;
+let telemetry: Telemetry;
 
 before(async () => {
   stack = await startTestStack();
@@ -44,6 +46,7 @@ before(async () => {
   secretBox = SecretBox.withKey(randomBytes(32));
   const secrets = new SecretStore(stack.pool, secretBox);
   const executions = new ExecutionService(store, secrets, bus, config, stack.log);
+  telemetry = startTelemetry({ service: 'paddock-gateway', otlpEndpoint: undefined });
   deps = {
     log: stack.log,
     users,
@@ -54,6 +57,8 @@ before(async () => {
     tickets: new TicketStore(stack.pool),
     bus,
     health: new HealthWatch(stack.pool, bus),
+    metrics: telemetry.metrics,
+    scrapeMetrics: () => telemetry.metricsHandler(),
   };
   projection = await projectStates(bus, store);
   app = await buildApp({ config, ...deps });
@@ -65,6 +70,7 @@ after(async () => {
   await bus?.drain();
   await scheduler?.drain();
   await stack?.stop();
+  await telemetry?.shutdown();
 });
 
 interface View {
@@ -284,6 +290,7 @@ const README_ROUTES = [
   'post /api/v1/users',
   'get /api/v1/users/me',
   'get /healthz',
+  'get /metrics',
   'post /schedule',
   'get /status/{id}',
   'get /jobs',
@@ -498,4 +505,21 @@ test('a body over the limit answers 413 body_too_large with the limit in the mes
   } finally {
     await small.close();
   }
+});
+
+test("/metrics counts every user's executions, so only the admin reads it: no token 401, a user 403, the admin 200", async () => {
+  const anonymous = await call('GET', '/metrics', null);
+  assert.equal(anonymous.statusCode, 401);
+  assert.equal(errorOf(anonymous).code, 'unauthorized');
+  const user = await call('GET', '/metrics', alice.token);
+  assert.equal(user.statusCode, 403);
+  assert.equal(errorOf(user).code, 'forbidden');
+  assert.doesNotMatch(user.body, /paddock_/, 'nothing of the metrics leaks in the refusal');
+
+  telemetry.metrics.errorOccurred('MetricsRouteTestError');
+  const scraped = await call('GET', '/metrics', admin.token);
+  assert.equal(scraped.statusCode, 200);
+  assert.match(String(scraped.headers['content-type']), /^text\/plain; version=0\.0\.4/);
+  assert.match(scraped.body, /^paddock_errors_total\{[^}]*kind="MetricsRouteTestError"[^}]*\} 1$/m, 'the process\'s own metrics, as Prometheus reads them');
+  assert.match(scraped.body, /service_name="paddock-gateway"/);
 });

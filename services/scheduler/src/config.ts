@@ -25,6 +25,8 @@ export interface SchedulerConfig extends CommonConfig {
   readonly reconcile: ReconcileConfig;
   /** Stream limits, retention and redelivery of the bus, as every service connects with them. */
   readonly bus: BusSettings;
+  /** A loopback port serving `GET /metrics` for Prometheus; 0 serves none. */
+  readonly metricsPort: number;
 }
 
 export function schedulerConfig(env: Env): SchedulerConfig {
@@ -52,5 +54,6 @@ export function schedulerConfig(env: Env): SchedulerConfig {
       brokerLostAfterMs,
     }),
     bus: busSettingsFromEnv(env),
+    metricsPort: read.int('PADDOCK_METRICS_PORT', 0, { min: 0, max: 65_535 }),
   });
 }

@@ -1,9 +1,10 @@
 import { context, ROOT_CONTEXT } from '@opentelemetry/api';
 import type { ServiceError } from '@grpc/grpc-js';
 import { ExecutionKind } from '@paddock/proto';
-import type { Logger } from '@paddock/telemetry';
+import type { Logger, PaddockMetrics } from '@paddock/telemetry';
 import { BrokerUnknownError, isRetryable, type BrokerRegistry } from './brokers.js';
 import type { SchedulerConfig } from './config.js';
+import { errorKind } from './errorKind.js';
 import { unreadableReason, type Job, type JobStore } from './jobStore.js';
 import type { Lifecycle } from './lifecycle.js';
 import { traceContextOf } from './traceContext.js';
@@ -28,6 +29,7 @@ export class Dispatcher {
     private readonly brokers: BrokerRegistry,
     private readonly config: SchedulerConfig,
     private readonly log: Logger,
+    private readonly metrics: PaddockMetrics,
   ) {}
 
   kick(): void {
@@ -48,6 +50,7 @@ export class Dispatcher {
         await this.round();
       } while (this.again && !this.stopped);
     } catch (err) {
+      this.metrics.errorOccurred(errorKind(err));
       this.log.error({ err }, 'dispatch round failed; retrying');
       setTimeout(() => this.kick(), 1000).unref();
     } finally {
@@ -76,7 +79,9 @@ export class Dispatcher {
       if (best) free.set(best, bestFree - 1);
       return best;
     };
-    const { claimed, overLimit, unreadable } = await this.store.claim(slots, this.config.maxRunningPerOwner, place);
+    const claim = await this.store.claim(slots, this.config.maxRunningPerOwner, place);
+    this.lifecycle.claimed(claim);
+    const { claimed, overLimit, unreadable } = claim;
     for (const job of unreadable) {
       this.log.error({ executionId: job.executionId, specError: job.specError }, 'stored spec cannot be decoded; execution failed');
       await this.lifecycle.publish(job);
@@ -137,6 +142,7 @@ export class Dispatcher {
         this.log.info({ executionId, broker: job.brokerId }, 'launch waits for its broker to be heard');
         return;
       }
+      this.metrics.errorOccurred(errorKind(err));
       const details = (err as ServiceError).details || (err as Error).message;
       const firstAttemptMs = job.claimedAtMs ?? job.requestedAtMs;
       if (isRetryable(err) && Date.now() - firstAttemptMs < this.config.launchRetryForMs && !this.stopped) {

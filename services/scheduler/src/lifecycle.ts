@@ -1,7 +1,7 @@
 import { context, ROOT_CONTEXT } from '@opentelemetry/api';
 import { topics, type Bus } from '@paddock/bus';
-import type { Logger } from '@paddock/telemetry';
-import type { Job, JobStore, TransitionFields } from './jobStore.js';
+import { unrecordedMetrics, type Logger, type PaddockMetrics } from '@paddock/telemetry';
+import type { Claim, Job, JobStore, TransitionFields } from './jobStore.js';
 import { isFinal, protoState, type JobState } from './states.js';
 import { traceContextOf } from './traceContext.js';
 
@@ -19,6 +19,7 @@ export class Lifecycle {
     private readonly bus: Bus,
     private readonly log: Logger,
     private readonly onFinal: (job: Job, cause: FinalCause) => void,
+    private readonly metrics: PaddockMetrics = unrecordedMetrics(),
   ) {}
 
   /**
@@ -26,8 +27,10 @@ export class Lifecycle {
    * broker reporting the instance's end, or the scheduler itself (whose decision the broker must then be told).
    */
   async move(executionId: string, to: JobState, fields: TransitionFields = {}, cause: FinalCause = 'scheduler'): Promise<Job | null> {
-    const { job, changed } = await this.store.transition(executionId, to, fields);
+    const moved = await this.store.transition(executionId, to, fields);
+    const { job, changed } = moved;
     if (!job) return null;
+    if (moved.changed) this.counted(moved.job, moved.from);
     // A redelivered event finds the transition done: publish again in case the first publish was lost.
     if (changed || (job.state === to && job.publishedVersion < job.version)) await this.publish(job);
     if (changed) {
@@ -35,6 +38,30 @@ export class Lifecycle {
       if (isFinal(to)) this.onFinal(job, cause);
     }
     return job;
+  }
+
+  /**
+   * Counts a transition that really changed the row (a redelivered event that finds it done counts
+   * nothing), whichever code stored it: a move above, a request queued or refused, a claim.
+   */
+  counted(job: Job, from: JobState | null): void {
+    this.metrics.executionTransitioned(job.state, from);
+    // The start as the broker stamped it, from the first claim: relaunches after a restart count in.
+    if (job.state === 'executing' && job.startedAtMs !== null && job.claimedAtMs !== null) {
+      this.metrics.startPhaseTook('provisioning_to_executing', job.startedAtMs - job.claimedAtMs);
+    }
+  }
+
+  /** Counts what a claim did: each job placed, how long it waited in the queue, and what was failed. */
+  claimed(claim: Claim, nowMs = Date.now()): void {
+    for (const job of claim.claimed) {
+      this.counted(job, 'queued');
+      // In the scheduler's queue (from the row being stored), and from the request the gateway accepted:
+      // the difference is the time the request took to reach the scheduler (outbox, bus).
+      this.metrics.queueWaited(claim.queuedForMs.get(job.executionId) ?? 0);
+      this.metrics.startPhaseTook('queued_to_provisioning', nowMs - job.requestedAtMs);
+    }
+    for (const job of claim.unreadable) this.counted(job, 'queued');
   }
 
   async publish(job: Job): Promise<void> {

@@ -5,16 +5,17 @@ import { createPool, migrate } from '@paddock/db';
 import { PermanentError } from '@paddock/errors';
 import { ExitCause, type InstanceExited } from '@paddock/proto';
 import type { Startup } from '@paddock/service';
-import { injectContext, type Logger } from '@paddock/telemetry';
+import { injectContext, unrecordedMetrics, type Logger, type PaddockMetrics } from '@paddock/telemetry';
 import { BrokerRegistry, BrokerUnknownError, isRetryable } from './brokers.js';
 import type { SchedulerConfig } from './config.js';
 import { ConnectionClock } from './connectionClock.js';
 import { Dispatcher } from './dispatcher.js';
+import { errorKind } from './errorKind.js';
 import { JobStore, type Job } from './jobStore.js';
 import { Lifecycle } from './lifecycle.js';
 import { Reconciler } from './reconciler.js';
 import { RetentionCleaner } from './retention.js';
-import { isFinal } from './states.js';
+import { isFinal, type JobState } from './states.js';
 import { traceContextOf } from './traceContext.js';
 
 export const MIGRATIONS_DIR = fileURLToPath(new URL('../../migrations/', import.meta.url));
@@ -46,12 +47,33 @@ function waitFor<T>(startup: Startup | undefined, dependency: string, wait: (sig
   return startup ? startup.waitFor(dependency, wait) : wait();
 }
 
-export async function startScheduler(config: SchedulerConfig, log: Logger, startup?: Startup): Promise<StartedScheduler> {
+export interface SchedulerOptions {
+  /** The service's startup (main.ts): waits for PostgreSQL and NATS go through it, so health says what it waits for. */
+  readonly startup?: Startup;
+  /** Where transitions, queue waits, start phases, errors and the bus's redeliveries are recorded. */
+  readonly metrics?: PaddockMetrics;
+}
+
+/**
+ * The counts of jobs by state, read once however many gauges ask during one collection (a scrape and an
+ * OTLP export close together included): one query instead of one per gauge.
+ */
+function stateCounts(store: JobStore, freshForMs = 1_000): () => Promise<Partial<Record<JobState, number>>> {
+  let last: { atMs: number; counts: Promise<Partial<Record<JobState, number>>> } | undefined;
+  return () => {
+    const nowMs = Date.now();
+    if (!last || nowMs - last.atMs >= freshForMs) last = { atMs: nowMs, counts: store.countByState() };
+    return last.counts;
+  };
+}
+
+export async function startScheduler(config: SchedulerConfig, log: Logger, opts: SchedulerOptions = {}): Promise<StartedScheduler> {
+  const { startup, metrics = unrecordedMetrics() } = opts;
   if (!config.databaseUrl) throw new Error('DATABASE_URL is required');
   const startedAtMs = Date.now();
   const pool = createPool(config.databaseUrl, { name: 'paddock-scheduler', max: 20 });
   await waitFor(startup, 'PostgreSQL', (signal) => migrate(pool, 'scheduler', MIGRATIONS_DIR, { log, ...(signal ? { signal } : {}) }));
-  const bus = await waitFor(startup, 'NATS', () => Bus.connect({ ...config.bus, url: config.natsUrl, name: 'paddock-scheduler', log }));
+  const bus = await waitFor(startup, 'NATS', () => Bus.connect({ ...config.bus, url: config.natsUrl, name: 'paddock-scheduler', log, observer: metrics }));
   const clock = ConnectionClock.of(bus.nc);
   const store = new JobStore(pool);
   const brokers = new BrokerRegistry();
@@ -65,6 +87,8 @@ export async function startScheduler(config: SchedulerConfig, log: Logger, start
       const reply = await brokers.cancel(brokerId, executionId, config.cancelGraceMs, job ? traceContextOf(job) : undefined);
       log.debug({ executionId, broker: brokerId, found: reply.found }, 'asked the broker to stop the instance');
     } catch (err) {
+      // A broker not heard from yet is no failure: whoever asked waits for its heartbeat.
+      if (!(err instanceof BrokerUnknownError)) metrics.errorOccurred(errorKind(err));
       if (isRetryable(err)) throw err;
       log.warn({ executionId, broker: brokerId, details: (err as ServiceError).details }, 'broker refused the cancel');
     }
@@ -82,8 +106,8 @@ export async function startScheduler(config: SchedulerConfig, log: Logger, start
         log.info({ executionId: job.executionId, broker: brokerId, details: (err as ServiceError).details ?? (err as Error).message }, 'broker not reached to stop the instance; the reconciler will'),
       );
     }
-  });
-  const dispatcher = new Dispatcher(store, lifecycle, brokers, config, log);
+  }, metrics);
+  const dispatcher = new Dispatcher(store, lifecycle, brokers, config, log, metrics);
 
   const applyExit = (id: string, exit: InstanceExited) => {
     const { state, reason } = finalOf(exit);
@@ -140,6 +164,7 @@ export async function startScheduler(config: SchedulerConfig, log: Logger, start
         const reason = 'the request reached the scheduler without an execution spec (what to run); submit it again';
         const rejected = await store.rejectRequest({ executionId: id, ownerId: message.ownerId, requestedAtMs: message.requestedAtMs, reason, traceParent: activeTraceParent() });
         if (rejected) {
+          lifecycle.counted(rejected, null);
           log.error({ executionId: id }, 'request without a spec: execution failed');
           await lifecycle.publish(rejected);
         }
@@ -152,7 +177,10 @@ export async function startScheduler(config: SchedulerConfig, log: Logger, start
         requestedAtMs: message.requestedAtMs,
         traceParent: activeTraceParent(),
       });
-      if (queued) log.info({ executionId: id, owner: message.ownerId }, 'execution queued');
+      if (queued) {
+        metrics.executionTransitioned('queued', null);
+        log.info({ executionId: id, owner: message.ownerId }, 'execution queued');
+      }
       dispatcher.kick();
     }),
   );
@@ -201,8 +229,18 @@ export async function startScheduler(config: SchedulerConfig, log: Logger, start
     await lifecycle.republish();
     dispatcher.kick();
   };
-  const sweeper = setInterval(() => void sweep().catch((err: unknown) => log.warn({ err }, 'sweep failed')), 2000);
-  const reconciling = setInterval(() => void reconciler.tick().catch((err: unknown) => log.warn({ err }, 'reconcile pass failed; the next one tries again')), config.reconcile.everyMs);
+  const failed = (what: string) => (err: unknown) => {
+    metrics.errorOccurred(errorKind(err));
+    log.warn({ err }, what);
+  };
+  const sweeper = setInterval(() => void sweep().catch(failed('sweep failed')), 2000);
+  const reconciling = setInterval(() => void reconciler.tick().catch(failed('reconcile pass failed; the next one tries again')), config.reconcile.everyMs);
+  // Every scheduler of a deployment reports the same totals (they read one table): a dashboard takes the max.
+  const counts = stateCounts(store);
+  const unobserve = [
+    metrics.observeExecutionsByState(counts),
+    metrics.observeQueueDepth(async () => (await counts()).queued ?? 0),
+  ];
   const cleaner = new RetentionCleaner(store, config.retentionDays, log);
   cleaner.start();
   const beat = () => bus.publishCore(topics.serviceHeartbeat, 'scheduler', { service: 'scheduler', instanceId: String(process.pid), atMs: Date.now() });
@@ -216,6 +254,7 @@ export async function startScheduler(config: SchedulerConfig, log: Logger, start
       (stopped ??= (async () => {
         clearInterval(sweeper);
         clearInterval(reconciling);
+        for (const stop of unobserve) stop();
         clearInterval(heartbeat);
         cleaner.stop();
         dispatcher.stop();

@@ -165,10 +165,12 @@ test('only the transitions of the lifecycle are allowed; a refused one changes n
       for (const step of pathTo[from]) assert.equal((await store.transition(id, step, { brokerId: 'b' })).changed, true);
       const before = await jobOf(id);
 
-      const { job, changed } = await store.transition(id, to, { reason: 'tried', exitCode: 7 });
+      const moved = await store.transition(id, to, { reason: 'tried', exitCode: 7 });
+      const { job, changed } = moved;
       const allowed = legal.has(`${from}->${to}`);
       assert.equal(changed, allowed, `${from} -> ${to}`);
       if (allowed) {
+        assert.equal(moved.changed && moved.from, from, `${from} -> ${to} reports the state it left`);
         assert.equal(job?.state, to);
         assert.equal(job?.version, before.version + 1);
       } else {
@@ -195,6 +197,7 @@ test('when an exit, a cancel and a lost broker race to end a job, exactly one wi
   ]);
   const winners = results.filter((r) => r.changed);
   assert.equal(winners.length, 1);
+  assert.deepEqual(results.map((r) => r.changed && r.from).filter(Boolean), ['executing'], 'the winner left executing; the others changed nothing');
   const job = await jobOf('e-race');
   assert.equal(job.version, 4);
   assert.equal(job.state, winners[0]!.job!.state);
@@ -206,8 +209,13 @@ test('claim takes queued jobs in request order, as many as there are slots, onto
   await enqueue('e-second', 'carol', 2_000);
 
   const brokers = ['broker-a', 'broker-b'];
-  const { claimed, overLimit } = await store.claim(2, 10, () => brokers.shift() ?? null);
+  await pool.query(`UPDATE scheduler_jobs SET updated_at = now() - interval '90 seconds' WHERE execution_id = 'e-first'`);
+  const { claimed, overLimit, queuedForMs } = await store.claim(2, 10, () => brokers.shift() ?? null);
   assert.deepEqual(ids(claimed), ['e-first', 'e-second']);
+  const firstWaitMs = queuedForMs.get('e-first') ?? 0;
+  assert.ok(firstWaitMs >= 90_000 && firstWaitMs < 120_000, `e-first was queued for 90 s, not ${firstWaitMs} ms`);
+  assert.ok((queuedForMs.get('e-second') ?? -1) < 30_000, 'e-second was queued just now');
+  assert.deepEqual([...queuedForMs.keys()].sort(), ['e-first', 'e-second'], 'only the claimed are reported');
   assert.deepEqual(overLimit, []);
   assert.deepEqual(
     claimed.map((j) => [j.state, j.version, j.brokerId]),
@@ -222,7 +230,7 @@ test('claim takes queued jobs in request order, as many as there are slots, onto
 test('claim stops when no broker has room, and leaves the queue as it was', async () => {
   await enqueue('e-wait-1', 'alice', 1_000);
   await enqueue('e-wait-2', 'bob', 2_000);
-  assert.deepEqual(await store.claim(5, 10, () => null), { claimed: [], overLimit: [], unreadable: [] });
+  assert.deepEqual(await store.claim(5, 10, () => null), { claimed: [], overLimit: [], unreadable: [], queuedForMs: new Map() });
   for (const id of ['e-wait-1', 'e-wait-2']) {
     const job = await jobOf(id);
     assert.deepEqual([job.state, job.version, job.brokerId], ['queued', 1, null]);

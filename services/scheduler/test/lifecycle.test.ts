@@ -7,7 +7,7 @@ import { AckPolicy, DeliverPolicy } from 'nats';
 import { Bus, topics } from '@paddock/bus';
 import { createPool, migrate, startEmbeddedPostgres, type EmbeddedDatabase, type Pool } from '@paddock/db';
 import { ExecutionSpec, ExecutionState, ExecutionStateChanged } from '@paddock/proto';
-import { createLogger } from '@paddock/telemetry';
+import { createLogger, startTelemetry, type Telemetry } from '@paddock/telemetry';
 import { freePort, startNatsServer, type NatsServer } from '@paddock/testkit';
 import { JobStore, type Job } from '../src/jobStore.js';
 import { Lifecycle } from '../src/lifecycle.js';
@@ -156,4 +156,46 @@ test('a transition whose publish fails stays in the outbox, and the sweep publis
   await lifecycle.republish();
   assert.deepEqual((await published('lc-outage')).map((p) => [p.msgId, p.message.state]), [['lc-outage.v2', ExecutionState.EXECUTION_STATE_PROVISIONING]]);
   assert.deepEqual(await store.unpublished(), []);
+});
+
+/** The value of each series of `name` in a Prometheus text scrape, keyed by its own labels (those of the resource and scope left out). */
+function series(scrape: string, name: string): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const line of scrape.split('\n')) {
+    const m = /^(\w+)(?:\{(.*)\})? (\S+)$/.exec(line);
+    if (!m || m[1] !== name) continue;
+    const labels = [...(m[2] ?? '').matchAll(/(\w+)="([^"]*)"/g)].filter((l) => !['service_name', 'otel_scope_name', 'otel_scope_version'].includes(l[1]!)).map((l) => `${l[1]}=${l[2]}`);
+    out.set(labels.join(','), Number(m[3]));
+  }
+  return out;
+}
+
+test('a transition is counted once with the state it left; a repeated or refused one is not counted; a start is timed from its claim', async (t) => {
+  const telemetry: Telemetry = startTelemetry({ service: 'lifecycle-test', otlpEndpoint: undefined });
+  t.after(() => telemetry.shutdown());
+  const counted = new Lifecycle(store, bus, log, () => {}, telemetry.metrics);
+
+  await queued('lc-metrics');
+  await pool.query(`UPDATE scheduler_jobs SET updated_at = now() - interval '2 seconds', requested_at_ms = $2 WHERE execution_id = $1`, ['lc-metrics', Date.now() - 3_000]);
+  const claim = await store.claim(1, 100, () => 'broker-1');
+  assert.deepEqual(claim.claimed.map((j) => j.executionId), ['lc-metrics']);
+  counted.claimed(claim);
+  const claimedAtMs = claim.claimed[0]!.claimedAtMs!;
+  await counted.move('lc-metrics', 'executing', { startedAtMs: claimedAtMs + 1_500 });
+  // A redelivered start and an exit that comes after the cancel change nothing.
+  await counted.move('lc-metrics', 'executing', { startedAtMs: claimedAtMs + 1_500 });
+  await counted.move('lc-metrics', 'cancelled', { reason: 'cancelled' });
+  await counted.move('lc-metrics', 'completed', { exitCode: 0 });
+
+  const scrape = await telemetry.metricsHandler();
+  assert.deepEqual(
+    Object.fromEntries(series(scrape, 'paddock_executions_transitions_total')),
+    { 'state=provisioning,from_state=queued': 1, 'state=executing,from_state=provisioning': 1, 'state=cancelled,from_state=executing': 1 },
+  );
+  assert.equal(series(scrape, 'paddock_queue_wait_duration_count').get(''), 1);
+  const waitedMs = series(scrape, 'paddock_queue_wait_duration_sum').get('') ?? 0;
+  assert.ok(waitedMs >= 2_000 && waitedMs < 30_000, `queued for about 2 s in the table, measured ${waitedMs} ms`);
+  const phases = series(scrape, 'paddock_execution_start_duration_sum');
+  assert.ok((phases.get('phase=queued_to_provisioning') ?? 0) >= 3_000, 'from the request the gateway accepted 3 s ago');
+  assert.equal(phases.get('phase=provisioning_to_executing'), 1_500, 'from the claim to the start the broker stamped');
 });
