@@ -69,7 +69,7 @@ export async function startBroker(config: BrokerConfig, log: Logger, opts: Broke
   );
   const store = new InstanceStore(pool);
   const blobs = new BlobStore(config.blobsDir);
-  const instances = new InstanceManager(provider, bus, store, blobs, config, log, await SecretBox.fromFile(config.secretKeyFile));
+  const instances = new InstanceManager(provider, bus, store, blobs, config, log, await SecretBox.fromFile(config.secretKeyFile), metrics);
   await instances.reconcile();
   const reconciling = setInterval(
     () => void instances.reconcile().catch((err: unknown) => log.warn({ err }, 'reconciliation failed; the next one retries')),

@@ -165,6 +165,11 @@ test('transitions, states, the queue, start phases, running containers and the b
     250,
   );
 
+  // The broker times the phases it sees: creating each container, and the first output of the two that print.
+  const brokerText = (await scrape(paddock.metricsUrls.broker)).text;
+  assert.equal(valueOf(brokerText, 'paddock_execution_start_duration_count', { phase: 'container_create' }), 3, `container_create on the broker:\n${brokerText}`);
+  assert.equal(valueOf(brokerText, 'paddock_execution_start_duration_count', { phase: 'first_output' }), 2, `first_output on the broker:\n${brokerText}`);
+
   // The gateway serves its own process's metrics (its errors and its bus consumers'), not the others'.
   const gateway = await scrape(`${paddock.url}/metrics`, paddock.admin.token);
   assert.equal(gateway.status, 200);

@@ -4,7 +4,7 @@ import type { BlobStore } from '@paddock/blobs';
 import { topics, type Bus } from '@paddock/bus';
 import { ExecutionKind, ExitCause, NetworkMode, OutputStream, type AccessReply, type ExecOutput, type ExecRequest, type ExecutionSpec, type InstanceExited, type LaunchReply, type LaunchRequest } from '@paddock/proto';
 import { unsealSpec, type SecretBox } from '@paddock/secrets';
-import type { Logger } from '@paddock/telemetry';
+import { unrecordedMetrics, type Logger, type PaddockMetrics } from '@paddock/telemetry';
 import { saveArtifacts, saveDirectoryArtifacts } from '../artifacts.js';
 import type { BrokerConfig } from '../config.js';
 import type { ExitRecord, InstanceRow, InstanceStore, StopCause } from '../instanceStore.js';
@@ -68,6 +68,7 @@ export class InstanceManager {
     private readonly config: BrokerConfig,
     private readonly log: Logger,
     private readonly box: SecretBox,
+    private readonly metrics: PaddockMetrics = unrecordedMetrics(),
   ) {}
 
   private get stopping(): boolean {
@@ -164,14 +165,22 @@ export class InstanceManager {
         await this.store.setSshPassword(executionId, this.box.seal(sshPassword, sshAssociated(executionId)).toString('base64'));
       }
       const labels = { brokerId: this.config.brokerId, executionId, ownerId, deadlineMs: Date.now() + spec.timeoutMs };
+      const createStartedAtMs = Date.now();
       made = await this.retrying(log, 'create', () =>
         this.provider.create({ labels, spec, image, pidsLimit: this.config.pidsLimit, ...(sshPassword === undefined ? {} : { sshPassword }) }, (line) =>
           instance.output.system(line),
         ),
       );
+      if (made.imageBuildMs > 0) this.metrics.startPhaseTook('image_build', made.imageBuildMs);
+      this.metrics.startPhaseTook('container_create', Date.now() - createStartedAtMs - made.imageBuildMs);
       await this.store.containerCreated(executionId, made.instanceId);
       const frames = await this.retrying(log, 'attach', () => this.provider.attach(executionId, { replay: false }));
-      outputDone = this.pump(instance, frames);
+      // From asking the engine to start: a quick job prints before the engine's answer to start arrives.
+      let startAskedAtMs = 0;
+      outputDone = this.pump(instance, frames, () => {
+        if (startAskedAtMs > 0) this.metrics.startPhaseTook('first_output', Date.now() - startAskedAtMs);
+      });
+      startAskedAtMs = Date.now();
       await this.retrying(log, 'start', () => this.provider.start(executionId));
     } catch (err) {
       if (isUnavailable(err)) return this.undoLaunch(instance, log, err);
@@ -286,9 +295,13 @@ export class InstanceManager {
   }
 
   /** Copies the job's output to the bus until it ends; resolves then, whatever happened. */
-  private async pump(instance: Instance, frames: AsyncIterable<OutputFrame>): Promise<void> {
+  private async pump(instance: Instance, frames: AsyncIterable<OutputFrame>, onFirstFrame?: () => void): Promise<void> {
     try {
-      for await (const frame of frames) instance.output.write(frame.stream, frame.data);
+      for await (const frame of frames) {
+        onFirstFrame?.();
+        onFirstFrame = undefined;
+        instance.output.write(frame.stream, frame.data);
+      }
     } catch (err) {
       this.log.warn({ err, executionId: instance.executionId }, 'reading the output stopped');
     }

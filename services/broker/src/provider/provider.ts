@@ -75,6 +75,8 @@ export interface CreateRequest {
 export interface CreatedInstance {
   /** The provider's own id of the instance (a container id). */
   readonly instanceId: string;
+  /** Time spent building the instance's image first (0 when it was there): a start phase of its own. */
+  readonly imageBuildMs: number;
 }
 
 export interface OutputFrame {

@@ -99,7 +99,13 @@ export class DockerProvider implements Provider {
   async create(request: CreateRequest, progress: (line: string) => void): Promise<CreatedInstance> {
     const { spec, image } = request;
     const executionId = request.labels.executionId;
-    const imageInfo = await this.inspectOrBuild(image, progress);
+    const lookedUpAtMs = Date.now();
+    let built = false;
+    const imageInfo = await this.inspectOrBuild(image, (line) => {
+      built = true;
+      progress(line);
+    });
+    const imageBuildMs = built ? Date.now() - lookedUpAtMs : 0;
     const imageIsOurs = Boolean(imageInfo.Config?.Labels?.['io.paddock.image']);
     const diskLimitBytes = Number(spec.diskBytes);
     let workspaceDir: string | undefined;
@@ -133,7 +139,7 @@ export class DockerProvider implements Provider {
       }
     });
     if (archive) await this.engine(executionId, () => container.putArchive(archive, { path: '/' }));
-    return { instanceId: container.id };
+    return { instanceId: container.id, imageBuildMs };
   }
 
   /** The image's details; one of Paddock's own that is missing is built first, its progress reported. */
