@@ -42,6 +42,8 @@ export function jobContainer(image: string, cmd: string[], labels: Readonly<Reco
     brokerId: 'bench',
     spec: { ...DEFAULT_SPEC, image },
     image,
+    // The bench's raw containers run Paddock's own image, as Paddock's jobs do: the same read-only root and mounts.
+    imageIsOurs: true,
     pidsLimit: DEFAULT_SPEC.pidsLimit,
     deadlineMs: 0,
   });

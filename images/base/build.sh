@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Builds paddock/base:latest from Debian without a registry: debootstrap a bookworm rootfs, add the agent
 # user, the workspace and Node.js (the host's own binary: Debian's nodejs is 18, the agents need >= 20),
-# then `docker import` it. The image is labelled with a hash of its inputs, so a rebuild happens only when
-# they change (or with --force).
+# then `docker import` it. Its containers run as the agent user (uid 1000) with no capabilities and a
+# read-only root filesystem: nothing in it needs root at run time. The image is labelled with a hash of its
+# inputs, so a rebuild happens only when they change (or with --force).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 tag="${PADDOCK_BASE_TAG:-paddock/base:latest}"
@@ -10,7 +11,7 @@ mirror="${PADDOCK_DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 cache="${PADDOCK_HOME:-$HOME/.paddock}/cache/images"
 force=0; [ "${1:-}" = "--force" ] && force=1
 
-packages=bash,git,openssh-server,tmux,python3,curl,ca-certificates,procps,iproute2,zip,unzip,less,locales
+packages=bash,git,openssh-server,libnss-wrapper,tmux,python3,curl,ca-certificates,procps,iproute2,zip,unzip,less,locales
 node_bin="$(readlink -f "$(command -v node)")"
 npm_dir="$(dirname "$(readlink -f "$(command -v npm)")")/.."
 inputs_hash=$( { echo "$packages $mirror"; cat "$here/build.sh"; find "$here/rootfs" -type f -print0 2>/dev/null | sort -z | xargs -0 cat 2>/dev/null; "$node_bin" --version; } | sha256sum | cut -c1-16)
@@ -43,6 +44,9 @@ chroot "$root" /bin/sh -c '
   set -e
   id agent >/dev/null 2>&1 || useradd --create-home --uid 1000 --user-group --shell /bin/bash agent
   mkdir -p /workspace && chown agent:agent /workspace
+  # Where the broker puts what a run is given (a volume of each container): root-owned, so the agent reads
+  # it but cannot fill it.
+  mkdir -p /opt/paddock/run && chmod 0755 /opt/paddock/run
   sed -i "s/^# *en_US.UTF-8/en_US.UTF-8/" /etc/locale.gen && locale-gen >/dev/null 2>&1 || true
   rm -f /etc/ssh/ssh_host_*_key*
   apt-get clean && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin /usr/share/doc/* /usr/share/man/*
@@ -59,6 +63,7 @@ tar -C "$root" -c . | docker import \
   -c 'ENV PATH=/usr/local/bin:/usr/local/sbin:/usr/bin:/usr/sbin:/bin:/sbin' \
   -c 'ENV LANG=C.UTF-8' \
   -c 'WORKDIR /workspace' \
+  -c 'USER 1000:1000' \
   -c 'CMD ["sleep", "infinity"]' \
   -c "LABEL io.paddock.inputs=$inputs_hash io.paddock.image=base" \
   - "$tag" >/dev/null

@@ -34,7 +34,8 @@ up_to_date() {
 }
 
 # derive_image TAG HASH CONTEXT_DIR [SETUP_COMMAND [NETWORK]]: CONTEXT_DIR's files are copied to / (owned by
-# root), SETUP_COMMAND (bash, as root) runs after that, with NETWORK (default none).
+# root), SETUP_COMMAND (bash, as root: only while building) runs after that, with NETWORK (default none).
+# The image runs as the agent user, like the base.
 derive_image() {
   local tag="$1" hash="$2" context="$3" setup="${4:-}" network="${5:-none}"
   local cid
@@ -49,7 +50,7 @@ derive_image() {
     [ "$(docker inspect -f '{{.State.ExitCode}}' "$cid")" = 0 ] || { step "the setup failed"; return 1; }
   fi
   docker commit \
-    -c 'USER root' -c 'CMD ["sleep", "infinity"]' -c 'WORKDIR /workspace' \
+    -c 'USER 1000:1000' -c 'CMD ["sleep", "infinity"]' -c 'WORKDIR /workspace' \
     -c "LABEL io.paddock.inputs=$hash io.paddock.image=$image_name" \
     "$cid" "$tag" >/dev/null
   step "built $tag ($(docker image inspect -f '{{.Size}}' "$tag" | awk '{printf "%.0f MB", $1/1e6}'))"

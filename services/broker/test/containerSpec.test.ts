@@ -22,19 +22,83 @@ function input(spec: Partial<ExecutionSpec>, extra: Partial<ContainerSpecInput> 
     pidsLimit: 512,
     deadlineMs: 1_700_000_000_000,
     ...extra,
+    imageIsOurs: extra.imageIsOurs ?? false,
   };
 }
 
-test('a job runs as uid 1000 with every capability dropped, no privilege escalation, under an init', () => {
-  const c = containerSpec(input({}));
-  assert.equal(c.User, '1000:1000');
-  assert.deepEqual(c.HostConfig?.CapDrop, ['ALL']);
-  assert.equal(c.HostConfig?.CapAdd, undefined);
-  assert.ok(c.HostConfig?.SecurityOpt?.includes('no-new-privileges'));
-  assert.notEqual(c.HostConfig?.Privileged, true);
-  assert.equal(c.HostConfig?.Init, true);
-  assert.equal(c.WorkingDir, '/workspace');
-  assert.equal(c.Image, 'paddock/base:latest');
+const KINDS: readonly (readonly [string, Partial<ExecutionSpec>])[] = [
+  ['shell job', { kind: ExecutionKind.EXECUTION_KIND_SHELL, command: 'true' }],
+  ['Python job', { kind: ExecutionKind.EXECUTION_KIND_PYTHON, script: 'print(1)' }],
+  ['agent', { kind: ExecutionKind.EXECUTION_KIND_AGENT, agent: { runtime: 'task', prompt: 'hi', repoUrl: '', repoBranch: '', repoToken: '' }, network: NetworkMode.NETWORK_MODE_BRIDGE }],
+  ['service', { kind: ExecutionKind.EXECUTION_KIND_SHELL, command: 'true', service: true, network: NetworkMode.NETWORK_MODE_BRIDGE }],
+];
+
+for (const [kind, spec] of KINDS) {
+  for (const imageIsOurs of [true, false]) {
+    test(`a ${kind} (${imageIsOurs ? "Paddock's image" : 'any image'}) starts as uid 1000 with every capability dropped, no privilege escalation, the default seccomp profile, under an init`, () => {
+      const c = containerSpec(input(spec, { imageIsOurs }));
+      assert.equal(c.User, '1000:1000');
+      assert.deepEqual(c.HostConfig?.CapDrop, ['ALL']);
+      assert.equal(c.HostConfig?.CapAdd, undefined);
+      assert.deepEqual(c.HostConfig?.SecurityOpt, ['no-new-privileges']);
+      assert.notEqual(c.HostConfig?.Privileged, true);
+      assert.equal(c.HostConfig?.Init, true);
+      assert.equal(c.WorkingDir, '/workspace');
+      assert.equal(c.Image, 'paddock/base:latest');
+    });
+  }
+}
+
+test("in Paddock's images the root filesystem is read-only, /tmp and $HOME are size-limited tmpfs, and files come in through volumes", () => {
+  const shell = containerSpec(input({ memoryBytes: 256 * MiB }, { imageIsOurs: true }));
+  assert.equal(shell.HostConfig?.ReadonlyRootfs, true);
+  assert.deepEqual(Object.keys(shell.HostConfig?.Tmpfs ?? {}).sort(), ['/home/agent', '/tmp']);
+  assert.match(shell.HostConfig?.Tmpfs?.['/tmp'] ?? '', /(^|,)size=134217728(,|$)/);
+  assert.match(shell.HostConfig?.Tmpfs?.['/home/agent'] ?? '', /(^|,)uid=1000,gid=1000(,|$)/);
+  assert.match(shell.HostConfig?.Tmpfs?.['/home/agent'] ?? '', /(^|,)size=134217728(,|$)/);
+  // The workspace kept in the engine is a volume; a shell job gets nothing in the run directory.
+  assert.deepEqual(shell.HostConfig?.Mounts?.map((m) => [m.Type, m.Target]), [['volume', '/workspace']]);
+  assert.equal(shell.HostConfig?.Mounts?.[0]?.Source, '', 'anonymous: removed with the container');
+  assert.equal(shell.HostConfig?.Mounts?.[0]?.VolumeOptions?.Labels['io.paddock.execution-id'], 'exec-1');
+
+  const python = containerSpec(input({ kind: ExecutionKind.EXECUTION_KIND_PYTHON, script: 'print(1)' }, { imageIsOurs: true, workspaceDir: '/srv/ws/exec-1' }));
+  assert.equal(python.HostConfig?.ReadonlyRootfs, true);
+  assert.deepEqual(python.HostConfig?.Binds, ['/srv/ws/exec-1:/workspace:rw']);
+  assert.deepEqual(python.HostConfig?.Mounts?.map((m) => [m.Type, m.Target]), [['volume', '/opt/paddock/run']]);
+});
+
+test('an agent also gets a tmpfs of its own for the entrypoint and sshd, owned by uid 1000, whatever the image', () => {
+  for (const imageIsOurs of [true, false]) {
+    const c = containerSpec(input(KINDS[2]![1], { imageIsOurs }));
+    assert.match(c.HostConfig?.Tmpfs?.['/run/paddock'] ?? '', /(^|,)uid=1000,gid=1000,mode=0700(,|$)/);
+    assert.match(c.HostConfig?.Tmpfs?.['/run/paddock'] ?? '', /(^|,)size=\d+(,|$)/);
+  }
+  const ours = containerSpec(input(KINDS[2]![1], { imageIsOurs: true }));
+  assert.deepEqual(ours.HostConfig?.Mounts?.map((m) => m.Target), ['/workspace', '/opt/paddock/run']);
+  assert.equal(ours.HostConfig?.ReadonlyRootfs, true);
+});
+
+test("an image that is not Paddock's keeps a writable root filesystem and its own /tmp", () => {
+  const c = containerSpec(input({}, { imageIsOurs: false }));
+  assert.equal(c.HostConfig?.ReadonlyRootfs, false);
+  assert.deepEqual(c.HostConfig?.Tmpfs, {});
+  assert.equal(c.HostConfig?.Mounts, undefined);
+  assert.equal(containerSpec(input({})).HostConfig?.ReadonlyRootfs, false, 'not known to be ours');
+});
+
+test('without a memory limit the tmpfs still have a size', () => {
+  const c = containerSpec(input({ memoryBytes: 0 }, { imageIsOurs: true }));
+  assert.match(c.HostConfig?.Tmpfs?.['/tmp'] ?? '', /(^|,)size=[1-9]\d*(,|$)/);
+});
+
+test('an agent with a network publishes its unprivileged sshd (2222) on the SSH host only, at a random port', () => {
+  const c = containerSpec(input(KINDS[2]![1], { sshHost: '127.0.0.1' }));
+  assert.deepEqual(c.ExposedPorts, { '2222/tcp': {} });
+  assert.deepEqual(c.HostConfig?.PortBindings, { '2222/tcp': [{ HostIp: '127.0.0.1', HostPort: '' }] });
+  assert.deepEqual(c.Cmd, ['/opt/paddock/bin/paddock-entrypoint']);
+  const offline = containerSpec(input({ ...KINDS[2]![1], network: NetworkMode.NETWORK_MODE_NONE }));
+  assert.equal(offline.ExposedPorts, undefined);
+  assert.equal(offline.HostConfig?.PortBindings, undefined);
 });
 
 test('CPU, memory (with no swap beyond it) and pids are limited as the spec asks', () => {
@@ -77,7 +141,7 @@ test('a shell job is /bin/sh -c COMMAND; a Python job runs its script unbuffered
   assert.deepEqual(shell.Cmd, ['/bin/sh', '-c', 'ls -la && echo "a b"']);
   assert.deepEqual(shell.Entrypoint, []);
   const python = containerSpec(input({ kind: ExecutionKind.EXECUTION_KIND_PYTHON, script: 'print(1)' }));
-  assert.deepEqual(python.Cmd, ['python3', '-u', '/opt/paddock/main.py']);
+  assert.deepEqual(python.Cmd, ['python3', '-u', '/opt/paddock/run/main.py']);
 });
 
 test("the request's environment reaches the job beside Paddock's own", () => {

@@ -179,7 +179,7 @@ test('launches the broker died in before their jobs started are forgotten, not f
     await store.claim(created, t.brokerId, 'dave');
     await store.claim(claimed, t.brokerId, 'dave');
     const container = await t.docker.createContainer(
-      containerSpec({ executionId: created, ownerId: 'dave', brokerId: t.brokerId, spec: shellSpec('echo never'), image: t.config.defaultImage, pidsLimit: 512, deadlineMs: Date.now() + 30_000 }),
+      containerSpec({ executionId: created, ownerId: 'dave', brokerId: t.brokerId, spec: shellSpec('echo never'), image: t.config.defaultImage, imageIsOurs: true, pidsLimit: 512, deadlineMs: Date.now() + 30_000 }),
     );
     await store.containerCreated(created, container.id);
 

@@ -1,5 +1,6 @@
 import type { IncomingMessage } from 'node:http';
 import type { FastifyError, FastifyInstance } from 'fastify';
+import { isDatabaseUnavailable } from '@paddock/db';
 import { PaddockError } from '@paddock/errors';
 
 export const errorBody = {
@@ -81,6 +82,14 @@ export function installErrorHandler(app: FastifyInstance, onInternal: (err: Erro
       // A client still sending its body would see the connection reset instead of this answer.
       if (code === 'body_too_large') await drain(req.raw);
       return reply.code(status).send({ error: { code, message } });
+    }
+    if (isDatabaseUnavailable(err)) {
+      // PostgreSQL restarting: the same request works again in a moment, and a client should retry it.
+      req.log.warn({ err: err.message }, 'database unavailable');
+      return reply
+        .code(503)
+        .header('retry-after', '2')
+        .send({ error: { code: 'unavailable', message: 'the database is not reachable right now; try again in a few seconds' } });
     }
     onInternal(err);
     req.log.error({ err }, 'request failed');

@@ -10,7 +10,7 @@ import type { BrokerConfig } from '../config.js';
 import type { ExitRecord, InstanceRow, InstanceStore, StopCause } from '../instanceStore.js';
 import { OutputPublisher, skipPublished, type StreamOffsets } from '../output.js';
 import { InstanceNotFoundError, TransientProviderError, UnsupportedSpecError } from '../provider/errors.js';
-import type { CreatedInstance, InstanceSummary, OutputFrame, Provider } from '../provider/provider.js';
+import { INSTANCE_SSH_PORT, type CreatedInstance, type InstanceSummary, type OutputFrame, type Provider } from '../provider/provider.js';
 import { isUnavailable, onBus, type BusUnavailableError, type DatabaseUnavailableError } from '../unavailable.js';
 import { clearRun, runOf, type Instance, type Run } from './instance.js';
 import { LaunchError } from './launchError.js';
@@ -377,7 +377,7 @@ export class InstanceManager {
     if (!sshPassword) {
       throw new LaunchError(GrpcStatus.FAILED_PRECONDITION, 'this instance runs no sshd: only agents and services with a network (bridge) do');
     }
-    const ssh = (await this.provider.inspect(executionId)).publishedPorts.get(22);
+    const ssh = (await this.provider.inspect(executionId)).publishedPorts.get(INSTANCE_SSH_PORT);
     if (!ssh?.port) throw new LaunchError(GrpcStatus.FAILED_PRECONDITION, 'the instance has no published SSH port');
     return { sshHost: this.config.sshHost, sshPort: ssh.port, username: 'agent', password: sshPassword };
   }

@@ -2,6 +2,12 @@ import type { Duplex, Readable } from 'node:stream';
 import type { ExecutionSpec, OutputStream } from '@paddock/proto';
 
 /**
+ * Where sshd listens inside an instance that runs one (Paddock's images, whatever the provider): above
+ * 1024, since it runs without privileges.
+ */
+export const INSTANCE_SSH_PORT = 2222;
+
+/**
  * Where executions run: a Docker engine today; a Kubernetes cluster, SSH hosts or a custom backend beside
  * it. The broker's lifecycle (launch, output, artifacts, reconcile, cancel, finish) asks only this.
  *

@@ -1,38 +1,57 @@
-import type { ContainerCreateOptions } from 'dockerode';
+import type { ContainerCreateOptions, MountSettings } from 'dockerode';
 import { ExecutionKind, NetworkMode, type ExecutionSpec } from '@paddock/proto';
 import { findRuntime } from '@paddock/runtimes';
 import { labels } from './labels.js';
+import { INSTANCE_SSH_PORT } from '../../provider/provider.js';
 
-/** The unprivileged user every job runs as (the base image's `agent`). */
+/** The unprivileged user every container runs as, whatever its kind (the base image's `agent`). */
 export const JOB_USER = '1000:1000';
 export const WORKSPACE = '/workspace';
-export const SCRIPT_PATH = '/opt/paddock/main.py';
+/**
+ * What the broker gives a run before it starts (a Python job's script; an agent's workflow, prompt and
+ * secrets). Root-owned: the job reads it and cannot write it.
+ */
+export const RUN_DIR = '/opt/paddock/run';
+export const SCRIPT_PATH = `${RUN_DIR}/main.py`;
+export const SSH_PORT = INSTANCE_SSH_PORT;
 
 /** What an agent container is given (see images/base/rootfs/opt/paddock/bin/paddock-entrypoint). */
 export const AGENT = Object.freeze({
   entrypoint: '/opt/paddock/bin/paddock-entrypoint',
-  workflow: '/opt/paddock/run/workflow.sh',
-  prompt: '/opt/paddock/run/prompt',
-  repoToken: '/opt/paddock/run/secrets/repo-token',
-  sshPassword: '/opt/paddock/run/secrets/ssh-password',
+  workflow: `${RUN_DIR}/workflow.sh`,
+  prompt: `${RUN_DIR}/prompt`,
+  repoToken: `${RUN_DIR}/secrets/repo-token`,
+  /** The SSH password as a SHA-512 crypt hash: sshd checks it; the password never enters the container. */
+  sshPasswordHash: `${RUN_DIR}/secrets/ssh-password-hash`,
+  /** The entrypoint's and its sshd's own files, written at run time. */
+  stateDir: '/run/paddock',
 });
+
+const HOME = '/home/agent';
+const MiB = 1024 * 1024;
+/**
+ * /tmp and $HOME each hold at most this share of the memory limit: tmpfs pages are charged to the
+ * container's memory, and a full tmpfs should answer "No space left on device" rather than get the job
+ * killed for memory.
+ */
+const TMPFS_SHARE_OF_MEMORY = 0.5;
+const TMPFS_BYTES_WITHOUT_MEMORY_LIMIT = 1024 * MiB;
+const STATE_TMPFS_BYTES = 16 * MiB;
 
 /** Agents and services run under the base image's entrypoint: tmux session `agent`, sshd, the workflow. */
 export function runsUnderEntrypoint(spec: ExecutionSpec): boolean {
   return spec.kind === ExecutionKind.EXECUTION_KIND_AGENT || spec.service;
 }
 
-/** sshd can be reached only from a container with a network (its :22 is published on the host). */
+/** sshd can be reached only from a container with a network (its port is published on the host). */
 export function hasSsh(spec: ExecutionSpec): boolean {
   return runsUnderEntrypoint(spec) && spec.network === NetworkMode.NETWORK_MODE_BRIDGE;
 }
 
-/**
- * An agent container starts as root only to start sshd and hand the workspace to the agent user; the
- * entrypoint then drops to uid 1000 with no capabilities. These are what that first step needs: sshd
- * binds :22, chroots and switches users; the rest sets owners and modes.
- */
-const AGENT_CAPABILITIES = ['CHOWN', 'DAC_OVERRIDE', 'FOWNER', 'SETUID', 'SETGID', 'SYS_CHROOT', 'AUDIT_WRITE', 'NET_BIND_SERVICE', 'KILL'];
+/** Whether the broker puts files in RUN_DIR before the job starts. */
+export function usesRunDir(spec: ExecutionSpec): boolean {
+  return runsUnderEntrypoint(spec) || spec.kind === ExecutionKind.EXECUTION_KIND_PYTHON;
+}
 
 export interface ContainerSpecInput {
   readonly executionId: string;
@@ -42,10 +61,17 @@ export interface ContainerSpecInput {
   readonly image: string;
   readonly pidsLimit: number;
   readonly deadlineMs: number;
-  /** The host address :22 is published on, for instances with sshd (default 127.0.0.1). */
+  /** The host address SSH_PORT is published on, for instances with sshd (default 127.0.0.1). */
   readonly sshHost?: string;
   /** A folder of the host mounted at /workspace, when the broker keeps workspaces on its host. */
   readonly workspaceDir?: string;
+  /**
+   * The image is one of Paddock's (label `io.paddock.image`, which images derived from them inherit): its
+   * root filesystem is then read-only, and what the broker puts in before the start goes into volumes
+   * (see workspaceArchives). Any other image keeps a writable root filesystem, since many common images
+   * write outside /tmp and $HOME; it still runs as uid 1000 with no capabilities.
+   */
+  readonly imageIsOurs: boolean;
 }
 
 function command(spec: ExecutionSpec): string[] {
@@ -60,10 +86,53 @@ function command(spec: ExecutionSpec): string[] {
   }
 }
 
+function tmpfsBytes(spec: ExecutionSpec): number {
+  return spec.memoryBytes > 0 ? Math.floor(spec.memoryBytes * TMPFS_SHARE_OF_MEMORY) : TMPFS_BYTES_WITHOUT_MEMORY_LIMIT;
+}
+
+/**
+ * The writable places of a container: tmpfs for /tmp and $HOME when the root filesystem is read-only
+ * (agent CLIs keep their settings and caches under $HOME: ~/.claude, ~/.config, ~/.npm, ~/.cache...), and
+ * the entrypoint's state, which its user must own whatever the root filesystem is.
+ */
+function tmpfsOf(spec: ExecutionSpec, readOnlyRoot: boolean): Record<string, string> {
+  const tmpfs: Record<string, string> = {};
+  if (readOnlyRoot) {
+    const size = tmpfsBytes(spec);
+    tmpfs['/tmp'] = `rw,exec,nosuid,nodev,mode=1777,size=${size}`;
+    tmpfs[HOME] = `rw,exec,nosuid,nodev,uid=1000,gid=1000,mode=0755,size=${size}`;
+  }
+  if (runsUnderEntrypoint(spec)) tmpfs[AGENT.stateDir] = `rw,noexec,nosuid,nodev,uid=1000,gid=1000,mode=0700,size=${STATE_TMPFS_BYTES}`;
+  return tmpfs;
+}
+
+/**
+ * Volumes where the broker puts files before the start (the engine writes into a created container only
+ * there once its root filesystem is read-only; a tmpfs exists only while it runs). Each is the image's
+ * directory copied (with its owner) into a fresh volume, removed with the container.
+ */
+function volumesOf(input: ContainerSpecInput, readOnlyRoot: boolean): MountSettings[] {
+  if (!readOnlyRoot) return [];
+  const targets = [...(input.workspaceDir === undefined ? [WORKSPACE] : []), ...(usesRunDir(input.spec) ? [RUN_DIR] : [])];
+  return targets.map((target) => ({
+    Type: 'volume',
+    Source: '',
+    Target: target,
+    VolumeOptions: {
+      NoCopy: false,
+      Labels: { [labels.executionId]: input.executionId, [labels.owner]: input.ownerId, [labels.brokerId]: input.brokerId },
+      DriverConfig: { Name: 'local', Options: {} },
+    },
+  }));
+}
+
 /**
  * A fresh container for one execution: the job is its main process (under Docker's init, which forwards
- * signals and reaps), as an unprivileged user, with every capability dropped, no privilege escalation,
- * CPU, memory and pid limits, and no network unless asked.
+ * signals and reaps). Whatever its kind (shell, Python, agent, service) it runs as uid 1000 from its
+ * first instruction, with every capability dropped, no privilege escalation, Docker's default seccomp
+ * profile, CPU, memory and pid limits, no network unless asked, and a read-only root filesystem when the
+ * image is Paddock's: Kubernetes' "restricted" Pod Security (runAsNonRoot, allowPrivilegeEscalation false,
+ * capabilities drop ALL, seccomp RuntimeDefault, readOnlyRootFilesystem).
  */
 export function containerSpec(input: ContainerSpecInput): ContainerCreateOptions {
   const { spec } = input;
@@ -74,15 +143,17 @@ export function containerSpec(input: ContainerSpecInput): ContainerCreateOptions
   }
   const entrypoint = runsUnderEntrypoint(spec);
   const ssh = hasSsh(spec);
+  const readOnlyRoot = input.imageIsOurs === true;
+  const volumes = volumesOf(input, readOnlyRoot);
   return {
     name: `paddock-${input.executionId}`,
     Image: input.image,
     Cmd: command(spec),
     Entrypoint: [],
-    User: entrypoint ? '0:0' : JOB_USER,
+    User: JOB_USER,
     WorkingDir: WORKSPACE,
     Env: [
-      'HOME=/home/agent',
+      `HOME=${HOME}`,
       'PYTHONUNBUFFERED=1',
       // Docker's init (tini) then signals the job's whole process group, not just its first process.
       'TINI_KILL_PROCESS_GROUP=1',
@@ -106,7 +177,7 @@ export function containerSpec(input: ContainerSpecInput): ContainerCreateOptions
       [labels.deadlineMs]: String(input.deadlineMs),
       [labels.diskBytes]: String(spec.diskBytes),
     },
-    ...(ssh ? { ExposedPorts: { '22/tcp': {} } } : {}),
+    ...(ssh ? { ExposedPorts: { [`${SSH_PORT}/tcp`]: {} } } : {}),
     AttachStdout: true,
     AttachStderr: true,
     AttachStdin: false,
@@ -116,10 +187,13 @@ export function containerSpec(input: ContainerSpecInput): ContainerCreateOptions
       Init: true,
       NetworkMode: bridge ? 'bridge' : 'none',
       ...(bridge ? { ExtraHosts: ['host.docker.internal:host-gateway'] } : {}),
-      ...(ssh ? { PortBindings: { '22/tcp': [{ HostIp: input.sshHost ?? '127.0.0.1', HostPort: '' }] } } : {}),
+      ...(ssh ? { PortBindings: { [`${SSH_PORT}/tcp`]: [{ HostIp: input.sshHost ?? '127.0.0.1', HostPort: '' }] } } : {}),
       ...(input.workspaceDir ? { Binds: [`${input.workspaceDir}:${WORKSPACE}:rw`] } : {}),
+      ...(volumes.length > 0 ? { Mounts: volumes } : {}),
+      ReadonlyRootfs: readOnlyRoot,
+      Tmpfs: tmpfsOf(spec, readOnlyRoot),
       CapDrop: ['ALL'],
-      ...(entrypoint ? { CapAdd: AGENT_CAPABILITIES } : {}),
+      // Docker's default seccomp profile applies: nothing here may set seccomp=unconfined.
       SecurityOpt: ['no-new-privileges'],
       NanoCpus: spec.cpuMillis * 1_000_000,
       Memory: spec.memoryBytes,

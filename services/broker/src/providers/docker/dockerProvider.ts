@@ -23,7 +23,7 @@ import { HostWorkspaces } from './hostWorkspaces.js';
 import { ImageBuilder } from './imageBuilder.js';
 import { labels } from './labels.js';
 import { killProcessTree } from './processTree.js';
-import { workspaceArchive } from './workspaceArchive.js';
+import { workspaceArchives } from './workspaceArchive.js';
 
 const IMAGE_INFO_TTL_MS = 5_000;
 
@@ -116,13 +116,18 @@ export class DockerProvider implements Provider {
         'this broker cannot limit a workspace\'s disk: it keeps workspaces in the engine (PADDOCK_WORKSPACE_MODE=archive); run it as root on the engine\'s host with PADDOCK_WORKSPACE_MODE=bind, or ask for no disk limit',
       );
     }
-    const archive = await workspaceArchive(spec, imageIsOurs, { workspaceOnHost: workspaceDir !== undefined, ...(request.sshPassword === undefined ? {} : { sshPassword: request.sshPassword }) });
+    const archives = await workspaceArchives(spec, {
+      imageIsOurs,
+      workspaceOnHost: workspaceDir !== undefined,
+      ...(request.sshPassword === undefined ? {} : { sshPassword: request.sshPassword }),
+    });
     const options = containerSpec({
       executionId,
       ownerId: request.labels.ownerId,
       brokerId: request.labels.brokerId,
       spec,
       image,
+      imageIsOurs,
       pidsLimit: request.pidsLimit,
       deadlineMs: request.labels.deadlineMs,
       sshHost: this.opts.sshHost,
@@ -138,7 +143,8 @@ export class DockerProvider implements Provider {
         return this.docker.createContainer(options);
       }
     });
-    if (archive) await this.engine(executionId, () => container.putArchive(archive, { path: '/' }));
+    // One put per writable place: a read-only root takes no archive at `/`.
+    for (const { path, tar } of archives) await this.engine(executionId, () => container.putArchive(tar, { path }));
     return { instanceId: container.id, imageBuildMs };
   }
 

@@ -1,0 +1,218 @@
+// Every container is unprivileged, whatever its kind: uid 1000 from its first process (Docker's init) to its
+// last, no capabilities, no privilege escalation, Docker's seccomp filter, a read-only root filesystem in
+// Paddock's images, no docker.sock; sshd runs unprivileged and still lets the owner in.
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+import { Client } from 'ssh2';
+import { startPaddock, startScriptedProvider, type ApiClient, type RunningPaddock } from '@paddock/testkit';
+import { readZip, waitFor } from '../src/index.js';
+
+let paddock: RunningPaddock;
+
+before(async () => {
+  paddock = await startPaddock();
+});
+
+after(async () => {
+  await paddock?.stop();
+});
+
+/**
+ * A POSIX shell script that reports, as it sees them from inside: every process of the container (its
+ * name, uids and capabilities), whether / and the writable places take a write, and any docker.sock.
+ */
+const PROBE = [
+  `for s in /proc/[0-9]*/status; do l=$(grep -E '^(Name|Uid|CapPrm|CapEff|CapBnd|NoNewPrivs|Seccomp):' "$s" 2>/dev/null | tr -s '\\t\\n' '  '); [ -n "$l" ] && echo "proc $l"; done`,
+  `echo "root mounted $(awk '$2 == "/" { split($4, o, ","); print o[1] }' /proc/self/mounts)"`,
+  'for d in / /workspace /tmp "$HOME"; do if (echo x > "$d/.probe") 2>/dev/null; then echo "write $d ok"; rm -f "$d/.probe"; else echo "write $d refused"; fi; done',
+  `echo "sockets: $(find / \\( -path /proc -o -path /sys \\) -prune -o -name docker.sock -print 2>/dev/null | tr '\\n' ' ')end"`,
+  'echo probe-done',
+].join('\n');
+
+interface ProcessSeen {
+  readonly name: string;
+  readonly uids: readonly number[];
+  readonly capPrm: string;
+  readonly capEff: string;
+  readonly capBnd: string;
+  readonly noNewPrivs: string;
+  readonly seccomp: string;
+}
+
+interface ProbeReport {
+  readonly processes: readonly ProcessSeen[];
+  /** The root filesystem's mount: `ro` or `rw`. */
+  readonly root: string;
+  readonly writes: ReadonlyMap<string, 'ok' | 'refused'>;
+  readonly sockets: string;
+}
+
+function parseProbe(text: string): ProbeReport {
+  assert.match(text, /probe-done/, text);
+  const processes: ProcessSeen[] = [];
+  const writes = new Map<string, 'ok' | 'refused'>();
+  for (const line of text.split(/\r?\n/)) {
+    const proc = /^proc Name: (.+?) Uid: (\d+) (\d+) (\d+) (\d+) CapPrm: (\w+) CapEff: (\w+) CapBnd: (\w+) NoNewPrivs: (\d) Seccomp: (\d)/.exec(line);
+    if (proc) {
+      const [, name, u1, u2, u3, u4, capPrm, capEff, capBnd, noNewPrivs, seccomp] = proc as unknown as string[];
+      processes.push({ name: name!, uids: [u1, u2, u3, u4].map(Number), capPrm: capPrm!, capEff: capEff!, capBnd: capBnd!, noNewPrivs: noNewPrivs!, seccomp: seccomp! });
+    }
+    const write = /^write (\S+) (ok|refused)$/.exec(line);
+    if (write) writes.set(write[1]!, write[2] as 'ok' | 'refused');
+  }
+  const sockets = /^sockets: (.*)end$/m.exec(text)?.[1]?.trim() ?? 'not reported';
+  const root = /^root mounted (\w+)/m.exec(text)?.[1] ?? 'not reported';
+  return { processes, root, writes, sockets };
+}
+
+const NO_CAPABILITIES = '0000000000000000';
+
+/** Every process, Docker's init (PID 1) included, is uid 1000 with no capabilities, confined by seccomp. */
+function assertUnprivileged(report: ProbeReport, expectedNames: readonly string[]): void {
+  const names = report.processes.map((p) => p.name);
+  for (const name of ['docker-init', ...expectedNames]) assert.ok(names.includes(name), `${name} among ${names.join(', ')}`);
+  for (const p of report.processes) {
+    assert.deepEqual(p.uids, [1000, 1000, 1000, 1000], `${p.name} runs as uid 1000`);
+    assert.equal(p.capEff, NO_CAPABILITIES, `${p.name}: CapEff`);
+    assert.equal(p.capPrm, NO_CAPABILITIES, `${p.name}: CapPrm`);
+    assert.equal(p.capBnd, NO_CAPABILITIES, `${p.name}: CapBnd`);
+    assert.equal(p.noNewPrivs, '1', `${p.name}: no_new_privs`);
+    assert.equal(p.seccomp, '2', `${p.name}: seccomp filter`);
+  }
+  assert.equal(report.sockets, '', 'no docker.sock anywhere');
+}
+
+function assertReadOnlyRoot(report: ProbeReport): void {
+  // uid 1000 cannot write to / in any case: the mount itself must be read-only.
+  assert.equal(report.root, 'ro', 'the root filesystem is mounted read-only');
+  assert.deepEqual(Object.fromEntries(report.writes), { '/': 'refused', '/workspace': 'ok', '/tmp': 'ok', '/home/agent': 'ok' });
+}
+
+/** Runs a command in a running instance through the API; its stdout. */
+async function execIn(client: ApiClient, id: string, cmd: string[]): Promise<string> {
+  const r = await client.request('POST', `/api/v1/instances/${id}/exec`, { cmd });
+  assert.equal(r.status, 200, JSON.stringify(r.body));
+  const lines = String(r.body)
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l) as { stream?: string; data?: string; exitCode?: number });
+  assert.deepEqual(lines.at(-1), { exitCode: 0 }, String(r.body));
+  return lines
+    .filter((l) => l.stream === 'stdout')
+    .map((l) => l.data)
+    .join('');
+}
+
+function sshRun(access: { host: string; port: number; username: string; password: string }, command: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const client = new Client();
+    client
+      .on('ready', () => {
+        client.exec(command, (err, stream) => {
+          if (err) return reject(err);
+          let out = '';
+          stream.on('data', (d: Buffer) => (out += d.toString()));
+          stream.stderr.on('data', (d: Buffer) => (out += d.toString()));
+          stream.on('close', () => {
+            client.end();
+            resolve(out);
+          });
+        });
+      })
+      .on('error', reject)
+      .connect({ host: access.host, port: access.port, username: access.username, password: access.password, readyTimeout: 10_000 });
+  });
+}
+
+test('a shell job runs as uid 1000 with no capabilities, PID 1 included, on a read-only root', async () => {
+  const { id } = await paddock.admin.submit({ kind: 'shell', command: PROBE });
+  const final = await paddock.admin.waitFinal(id);
+  const log = await paddock.admin.logs(id);
+  assert.equal(final.state, 'completed', `${final.error}\n${log}`);
+  const report = parseProbe(log);
+  assertUnprivileged(report, ['sh']);
+  assertReadOnlyRoot(report);
+});
+
+test('a Python job runs as uid 1000 with no capabilities, PID 1 included, on a read-only root', async () => {
+  const script = `import subprocess, sys\nsys.exit(subprocess.run(['sh', '-c', ${JSON.stringify(PROBE)}]).returncode)\n`;
+  const { id } = await paddock.admin.submit({ kind: 'python', script });
+  const final = await paddock.admin.waitFinal(id);
+  const log = await paddock.admin.logs(id);
+  assert.equal(final.state, 'completed', `${final.error}\n${log}`);
+  const report = parseProbe(log);
+  assertUnprivileged(report, ['python3', 'sh']);
+  assertReadOnlyRoot(report);
+});
+
+test('an agent runs as uid 1000 with no capabilities from its entrypoint on, on a read-only root where its CLI still has a home', async () => {
+  const provider = await startScriptedProvider({
+    openai: [{ toolCalls: [{ name: 'run_shell', args: { command: PROBE } }] }, { toolCalls: [{ name: 'finish', args: { summary: 'probed' } }] }],
+  });
+  try {
+    const { id } = await paddock.admin.submit({
+      kind: 'agent',
+      runtime: 'task',
+      prompt: 'Report what you can do here',
+      env: { OPENAI_API_KEY: 'sk-test', OPENAI_BASE_URL: provider.openaiBaseUrlForContainers },
+    });
+    const final = await paddock.admin.waitFinal(id);
+    const log = await paddock.admin.logs(id);
+    assert.equal(final.state, 'completed', `${final.error}\n${log}`);
+    const report = parseProbe(log);
+    // The entrypoint, its sshd (the agent has a network), tmux and the agent itself.
+    assertUnprivileged(report, ['paddock-entrypo', 'sshd', 'tmux: server', 'node', 'bash']);
+    assertReadOnlyRoot(report);
+  } finally {
+    await provider.stop();
+  }
+});
+
+test('a service is unprivileged throughout; its owner logs in over SSH to its unprivileged sshd, and only a hash of the password is inside', async () => {
+  const { id } = await paddock.admin.submit({ kind: 'shell', command: 'echo service-ready', service: true, network: 'bridge' });
+  await paddock.admin.waitState(id, 'executing');
+  await waitFor('the service to idle', async () => /idling/.test(await paddock.admin.logs(id)));
+  try {
+    const report = parseProbe(await execIn(paddock.admin, id, ['sh', '-c', PROBE]));
+    assertUnprivileged(report, ['paddock-entrypo', 'sshd', 'tmux: server', 'sleep']);
+    assertReadOnlyRoot(report);
+
+    const access = await paddock.admin.request('GET', `/api/v1/instances/${id}/ssh`);
+    assert.equal(access.status, 200, JSON.stringify(access.body));
+    assert.equal(access.body.username, 'agent');
+    const over = await sshRun(access.body, `id -u; grep CapEff /proc/self/status; tmux has-session -t agent && echo tmux-reachable; ${PROBE}`);
+    assert.match(over, /^1000\nCapEff:\s+0{16}\ntmux-reachable\n/);
+    // The SSH session's own processes (sshd's child for the session, its shell) are unprivileged too.
+    assertUnprivileged(parseProbe(over), ['sshd', 'bash']);
+    await assert.rejects(sshRun({ ...access.body, password: `${access.body.password}x` }, 'true'), /authentication methods failed/);
+
+    const found = await execIn(paddock.admin, id, ['sh', '-c', `grep -rlF -e "$1" /opt/paddock /run/paddock /home/agent /tmp /workspace 2>/dev/null; echo searched`, 'sh', access.body.password]);
+    assert.equal(found, 'searched\n', 'the password is in no file of the container');
+  } finally {
+    await paddock.admin.request('POST', `/api/v1/executions/${id}/cancel`);
+  }
+});
+
+test('with workspaces kept in the engine (archive mode), files and the script still come in through volumes under a read-only root', async () => {
+  await using archive = await startPaddock({ env: { PADDOCK_WORKSPACE_MODE: 'archive' } });
+  const script = [
+    'import pathlib, subprocess',
+    "n = int(pathlib.Path('data/n.txt').read_text())",
+    "pathlib.Path('out.txt').write_text(str(n * n))",
+    `subprocess.run(['sh', '-c', ${JSON.stringify(PROBE)}], check=True)`,
+  ].join('\n');
+  const { id } = await archive.admin.submit({ kind: 'python', script, files: { 'data/n.txt': '12' } });
+  const final = await archive.admin.waitFinal(id);
+  const log = await archive.admin.logs(id);
+  assert.equal(final.state, 'completed', `${final.error}\n${log}`);
+  const report = parseProbe(log);
+  assertUnprivileged(report, ['python3']);
+  assertReadOnlyRoot(report);
+  const zip = await readZip((await archive.admin.artifacts(id)).bytes);
+  try {
+    assert.equal(await zip.read('out.txt'), '144');
+    assert.equal(await zip.read('data/n.txt'), '12');
+  } finally {
+    await zip.close();
+  }
+});
