@@ -3,6 +3,8 @@
 import assert from 'node:assert/strict';
 import { createServer, connect, type Server, type Socket } from 'node:net';
 import { once } from 'node:events';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import type { IncomingMessage } from 'node:http';
 import { test } from 'node:test';
 import { WebSocket } from 'ws';
@@ -141,4 +143,38 @@ test('started before PostgreSQL, the gateway listens at once, /healthz says it w
     return r.status === 200 ? r : undefined;
   });
   assert.deepEqual(healthy.body, { status: 'ok', message: 'ok', checks: { database: 'ok', nats: 'ok', scheduler: 'ok', broker: 'ok' } });
+});
+
+test('while PostgreSQL is away after the start, requests answer 503 with Retry-After, and work again once it is back', async (t) => {
+  const stack = await startTestStack();
+  const cleanups: (() => Promise<unknown>)[] = [() => stack.stop()];
+  t.after(async () => {
+    for (const cleanup of cleanups.reverse()) await cleanup();
+  });
+  const real = new URL(stack.databaseUrl);
+  const [dbPort, apiPort] = await Promise.all([freePort(), freePort()]);
+  const viaForwarder = new URL(stack.databaseUrl);
+  viaForwarder.port = String(dbPort);
+  const target = { host: real.hostname, port: Number(real.port) };
+  let db = await forwarder(dbPort, target);
+  const closeDb = () =>
+    new Promise<void>((resolve) => {
+      for (const s of db.sockets) s.destroy();
+      db.close(() => resolve());
+    });
+  cleanups.push(() => closeDb());
+  const gateway = await startGateway(stack.config({ DATABASE_URL: viaForwarder.toString(), PADDOCK_PORT: String(apiPort) }), stack.log, { startup: startupOf() });
+  cleanups.push(() => gateway.stop());
+  const token = (await readFile(join(stack.home, 'admin-token'), 'utf8')).trim();
+  const list = () => fetch(`http://127.0.0.1:${apiPort}/api/v1/executions`, { headers: { authorization: `Bearer ${token}` }, signal: AbortSignal.timeout(15_000) });
+  assert.equal((await list()).status, 200);
+
+  await closeDb();
+  const away = await list();
+  assert.equal(away.status, 503, await away.clone().text());
+  assert.equal(away.headers.get('retry-after'), '2');
+  assert.deepEqual(await away.json(), { error: { code: 'unavailable', message: 'the database is not reachable right now; try again in a few seconds' } });
+
+  db = await forwarder(dbPort, target);
+  await until('the API to answer again', async () => ((await list()).status === 200 ? true : undefined));
 });
