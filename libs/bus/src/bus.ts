@@ -616,6 +616,19 @@ export class Bus {
   }
 }
 
+/**
+ * Whether a failed bus call failed because NATS is away or slow (restarting, cut off, JetStream not ready),
+ * so that the same call may work in a moment.
+ */
+export function isBusUnavailable(err: unknown): boolean {
+  if ((err as Error)?.name !== 'NatsError') return false;
+  const { code, api_error: api } = err as { code?: string; api_error?: { code?: number } };
+  return (
+    api?.code === 503 ||
+    ['TIMEOUT', '503', 'CONNECTION_CLOSED', 'CONNECTION_DRAINING', 'CONNECTION_REFUSED', 'CONNECTION_TIMEOUT', 'DISCONNECT'].includes(code ?? '')
+  );
+}
+
 export function isNotFound(err: unknown): boolean {
   const e = err as { code?: string; api_error?: { err_code?: number; code?: number } };
   return e?.api_error?.code === 404 || e?.code === '404' || /not found/i.test(String((err as Error)?.message));

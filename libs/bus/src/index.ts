@@ -1,5 +1,6 @@
 export {
   Bus,
+  isBusUnavailable,
   isNotFound,
   retryDelayMs,
   type BusObserver,

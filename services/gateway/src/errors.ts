@@ -1,5 +1,6 @@
 import type { IncomingMessage } from 'node:http';
 import type { FastifyError, FastifyInstance } from 'fastify';
+import { isBusUnavailable } from '@paddock/bus';
 import { isDatabaseUnavailable } from '@paddock/db';
 import { PaddockError } from '@paddock/errors';
 
@@ -83,13 +84,14 @@ export function installErrorHandler(app: FastifyInstance, onInternal: (err: Erro
       if (code === 'body_too_large') await drain(req.raw);
       return reply.code(status).send({ error: { code, message } });
     }
-    if (isDatabaseUnavailable(err)) {
-      // PostgreSQL restarting: the same request works again in a moment, and a client should retry it.
-      req.log.warn({ err: err.message }, 'database unavailable');
+    const away = isDatabaseUnavailable(err) ? 'the database' : isBusUnavailable(err) ? 'NATS' : null;
+    if (away) {
+      // PostgreSQL or NATS restarting: the same request works again in a moment, and a client should retry it.
+      req.log.warn({ err: err.message }, `${away} unavailable`);
       return reply
         .code(503)
         .header('retry-after', '2')
-        .send({ error: { code: 'unavailable', message: 'the database is not reachable right now; try again in a few seconds' } });
+        .send({ error: { code: 'unavailable', message: `${away} is not reachable right now; try again in a few seconds` } });
     }
     onInternal(err);
     req.log.error({ err }, 'request failed');

@@ -158,7 +158,10 @@ test("a NATS outage longer than the broker-lost window fails nothing; a broker's
       return job?.state === 'failed' ? job : undefined;
     }, BROKER_LOST_AFTER_MS + 15_000);
     assert.match(failed.reason, /broker hb-broker stopped answering for 5s/);
-    assert.equal((await publishedState('survives-outage'))?.state, ExecutionState.EXECUTION_STATE_FAILED);
+    // Stored first, then published: the event follows the row.
+    await waitFor('the failed state on the bus', async () =>
+      (await publishedState('survives-outage'))?.state === ExecutionState.EXECUTION_STATE_FAILED ? true : undefined,
+    );
   } finally {
     heartbeats.stop();
   }
