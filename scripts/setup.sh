@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Sets up everything Paddock needs on a Debian machine, as root; idempotent and quick the second time.
-#   - Debian packages (docker.io, nats-server, debootstrap, protoc, chromium, runsc, ...) when missing
+#   - Debian packages (docker.io, nats-server, debootstrap, protoc, chromium, runsc, socat, ...) when missing
 #   - gVisor (runsc) registered as a dockerd runtime
 #   - dockerd running (a stale pid file left by a killed daemon is removed first)
 #   - npm dependencies (npm ci when package-lock.json changed) and the TypeScript build
@@ -25,6 +25,8 @@ have unzip         || need_pkgs+=(unzip)
 have curl          || need_pkgs+=(curl)
 have ip            || need_pkgs+=(iproute2)
 have runsc         || need_pkgs+=(runsc)
+# the relay: a connection into, or a listener inside, an instance's network namespace (nsenter -n socat)
+have socat         || need_pkgs+=(socat)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
     log "missing Debian packages: ${need_pkgs[*]} (run as root, or install them first)"; exit 1

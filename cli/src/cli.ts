@@ -9,13 +9,14 @@ import { logs } from './commands/logs.js';
 import { ls } from './commands/ls.js';
 import { run } from './commands/run.js';
 import { ssh } from './commands/ssh.js';
+import { tunnel } from './commands/tunnel.js';
 import { status } from './commands/status.js';
 import type { Context } from './context.js';
 import { CommandError, ConnectionError, UsageError } from './errors.js';
 import { postgresServer } from './postgresServer.js';
 import { up } from './up.js';
 
-const COMMANDS: readonly Command[] = [up, run, ls, status, logs, cancel, download, exec, ssh, images];
+const COMMANDS: readonly Command[] = [up, run, ls, status, logs, cancel, download, exec, ssh, tunnel, images];
 const INTERNAL: readonly Command[] = [postgresServer];
 
 /** `paddock ARGS...`: finds the command, runs it, and turns its errors into a message and an exit status. */

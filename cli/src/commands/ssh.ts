@@ -5,8 +5,12 @@ import { PaddockClient } from '../client.js';
 import { clientConfig } from '../clientConfig.js';
 import type { Command } from '../command.js';
 import { CommandError, UsageError } from '../errors.js';
+import { openTunnel } from './tunnel.js';
 
 const OPTIONS = { show: { type: 'boolean' } } as const satisfies OptionSpecs;
+
+/** Where sshd listens inside every agent and service (Paddock's base image). */
+const INSTANCE_SSH_PORT = 2222;
 
 export const ssh: Command = {
   name: 'ssh',
@@ -14,10 +18,11 @@ export const ssh: Command = {
   usage: `Usage: paddock ssh ID [--show]
 
 Opens an interactive SSH session in the running instance of execution ID; the login joins tmux session
-'agent', where the agent works (leave with Ctrl-b d). Agents and services with a network run sshd.
+'agent', where the agent works (leave with Ctrl-b d). Every agent and service runs sshd, reached through
+the gateway (paddock tunnel), whatever its network.
 
 Options:
-  --show      print the host, port, user and password instead, for your own SSH client
+  --show      print an OpenSSH command line (through paddock tunnel) and the password instead
   -h, --help  show this help`,
 
   async run(ctx, argv) {
@@ -28,11 +33,15 @@ Options:
     }
     const [id, ...extra] = args.positionals;
     if (id === undefined || extra.length > 0 || args.rest.length > 0) throw new UsageError('give exactly one execution ID', 'ssh');
-    const access = await new PaddockClient(await clientConfig(ctx.env)).ssh(id);
+    const config = await clientConfig(ctx.env);
+    const access = await new PaddockClient(config).ssh(id);
     if (args.options.show) {
-      ctx.stdout.write(`ssh -p ${access.port} ${access.username}@${access.host}\npassword: ${access.password}\n`);
+      // The instance's host key is made at its start, so no known_hosts entry could ever match it.
+      const proxy = `npx paddock tunnel ${id} ${INSTANCE_SSH_PORT}`;
+      ctx.stdout.write(`ssh -o ProxyCommand='${proxy}' -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null ${access.username}@${id}\npassword: ${access.password}\n`);
       return 0;
     }
+    const sock = await openTunnel(config, id, INSTANCE_SSH_PORT);
     const input = ctx.stdin as Partial<ReadStream> & NodeJS.ReadableStream;
     const output = ctx.stdout as Partial<WriteStream> & NodeJS.WritableStream;
     return new Promise<number>((resolve, reject) => {
@@ -63,7 +72,7 @@ Options:
           });
         });
       });
-      client.connect({ host: access.host, port: access.port, username: access.username, password: access.password, readyTimeout: 15_000 });
+      client.connect({ sock, username: access.username, password: access.password, readyTimeout: 15_000 });
     });
   },
 };

@@ -3,6 +3,7 @@ import { BrokerService, type BrokerServer, type ExecOutput, type ExecRequest } f
 import { extractContext, withSpan, type Carrier, type Logger } from '@paddock/telemetry';
 import type { InstanceManager } from './lifecycle/instanceManager.js';
 import { LaunchError } from './lifecycle/launchError.js';
+import { relayCall } from './relay/relayCall.js';
 import { isUnavailable } from './unavailable.js';
 
 function metadataCarrier(md: Metadata): Carrier {
@@ -46,6 +47,7 @@ export async function startGrpcServer(
     launch: unary('Launch', opts.log, (req) => instances.launch(req)),
     cancel: unary('Cancel', opts.log, async (req) => ({ found: await instances.cancel(req.executionId, req.graceMs) })),
     access: unary('Access', opts.log, (req) => instances.access(req.executionId)),
+    relay: relayCall((executionId, port) => instances.reachPort(executionId, port), opts.log),
     exec: (call: ServerWritableStream<ExecRequest, ExecOutput>) => {
       const parent = extractContext(metadataCarrier(call.metadata));
       const executionId = call.request.executionId;

@@ -3,12 +3,11 @@
 // arrives as binary frames, and a slow viewer slows the program down instead of filling the gateway.
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
-import type { AddressInfo } from 'node:net';
+import { connect, type AddressInfo } from 'node:net';
 import { after, before, test } from 'node:test';
 import ssh2, { type Server, type ServerChannel } from 'ssh2';
 import { WebSocket, WebSocketServer } from 'ws';
 import { createLogger } from '@paddock/telemetry';
-import type { AccessReply } from '@paddock/proto';
 import { bridgeTerminal, TERMINAL_HIGH_WATER_BYTES } from '../src/instances/terminal.js';
 
 // ssh2 is CommonJS, and Node finds only some of its exports by name.
@@ -46,11 +45,12 @@ before(async () => {
   ssh.listen(0, '127.0.0.1');
   await once(ssh, 'listening');
   sshPort = (ssh.address() as AddressInfo).port;
-  const access: AccessReply = { sshHost: '127.0.0.1', sshPort, username: 'agent', password: 'pw' } as AccessReply;
   wss = new WebSocketServer({ host: '127.0.0.1', port: 0 });
   await once(wss, 'listening');
   wsUrl = `ws://127.0.0.1:${(wss.address() as AddressInfo).port}/`;
-  wss.on('connection', (socket) => bridgeTerminal(socket, access, { executionId: 'test', log }));
+  wss.on('connection', (socket) =>
+    bridgeTerminal(socket, { username: 'agent', password: 'pw', connect: async () => connect(sshPort, '127.0.0.1') }, { executionId: 'test', log }),
+  );
 });
 
 after(async () => {

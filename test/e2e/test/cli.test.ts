@@ -150,7 +150,11 @@ test('exec runs a command in a running service; ssh joins its tmux session or sh
 
     const shown = await cli(paddock, ['ssh', id, '--show']);
     assert.equal(shown.code, 0);
-    assert.match(shown.stdout, /^ssh -p \d+ agent@127\.0\.0\.1\npassword: \S{20,}\n$/);
+    assert.equal(
+      shown.stdout.split('\n')[0],
+      `ssh -o ProxyCommand='npx paddock tunnel ${id} 2222' -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null agent@${id}`,
+    );
+    assert.match(shown.stdout, /\npassword: \S{20,}\n$/);
 
     // Once tmux has drawn its status line ([agent] …), type a command, then detach (Ctrl-b d): the session ends.
     const session = spawnCli(paddock, ['ssh', id], { keepStdinOpen: true });

@@ -1,7 +1,9 @@
 import { credentials, Metadata, status, type ClientReadableStream, type ServiceError } from '@grpc/grpc-js';
+import type { Duplex } from 'node:stream';
 import { topics, type Bus, type Subscription } from '@paddock/bus';
 import { PaddockError, UnavailableError } from '@paddock/errors';
 import { BrokerClient, type AccessReply, type ExecOutput, type ExecRequest } from '@paddock/proto';
+import { RelayStream } from './relayStream.js';
 
 const STALE_MS = 10_000;
 
@@ -56,6 +58,15 @@ export class BrokerDirectory {
     } finally {
       signal.removeEventListener('abort', abort);
     }
+  }
+
+  /**
+   * A byte stream to 127.0.0.1:port inside a running instance, through its broker's Relay RPC; resolves once
+   * the connection inside is open, rejects with InstanceUnavailableError when nothing listens there.
+   */
+  async relay(brokerId: string, executionId: string, port: number): Promise<Duplex> {
+    const client = await this.#client(brokerId);
+    return RelayStream.open(client.relay(), { executionId, port }, translate);
   }
 
   async #client(brokerId: string): Promise<BrokerClient> {

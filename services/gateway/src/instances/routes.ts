@@ -1,6 +1,7 @@
 import type { ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
 import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
-import { NotFoundError, UnauthorizedError } from '@paddock/errors';
+import { NotFoundError, PaddockError, UnauthorizedError } from '@paddock/errors';
 import { OutputStream, type AccessReply, type ExecOutput } from '@paddock/proto';
 import type { Logger } from '@paddock/telemetry';
 import { errorResponses } from '../errors.js';
@@ -12,6 +13,7 @@ import type { User, UserStore } from '../users/userStore.js';
 import { InstanceUnavailableError, type BrokerDirectory } from './brokers.js';
 import { ExecLines, type StreamName } from './execLines.js';
 import { bridgeTerminal } from './terminal.js';
+import { bridgeTunnel } from './tunnel.js';
 import type { TicketStore } from './ticketStore.js';
 
 export interface InstanceRoutesOptions {
@@ -32,6 +34,15 @@ const STREAM_NAMES: Partial<Record<OutputStream, StreamName>> = {
  * whose limit is 4 MiB, and the command line itself is bounded by the kernel's (2 MiB for all arguments).
  */
 export const EXEC_INPUT_MAX_BYTES = 1024 * 1024;
+
+/** Where sshd listens inside every agent and service (Paddock's base image, unprivileged, above 1024). */
+export const INSTANCE_SSH_PORT = 2222;
+
+/** How the owner's own OpenSSH client reaches an instance: through `paddock tunnel`, over the gateway's tunnel route. */
+export function sshCommand(id: string, username: string): { proxyCommand: string; command: string } {
+  const proxyCommand = `npx paddock tunnel ${id} ${INSTANCE_SSH_PORT}`;
+  return { proxyCommand, command: `ssh -o ProxyCommand='${proxyCommand}' -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null ${username}@${id}` };
+}
 
 /** Resolves when `res` can take more (its buffer drained) or is gone. */
 function writable(res: ServerResponse): Promise<void> {
@@ -66,12 +77,24 @@ export const instanceRoutes: FastifyPluginAsync<InstanceRoutesOptions> = async (
       schema: {
         tags: ['instances'],
         summary: "SSH details of a running agent or service (owner only); the password dies with the instance",
+        description:
+          'sshd listens on port 2222 inside the instance and is reached through WS /api/v1/instances/{id}/tunnel?port=2222, ' +
+          'whatever the instance\'s network: `command` is an OpenSSH command line that goes through `paddock tunnel`. ' +
+          '`host` and `port` are given only while the broker also publishes sshd on its host.',
         params: idParams,
         response: {
           200: {
             type: 'object',
-            properties: { host: { type: 'string' }, port: { type: 'integer' }, username: { type: 'string' }, password: { type: 'string' } },
-            required: ['host', 'port', 'username', 'password'],
+            properties: {
+              username: { type: 'string' },
+              password: { type: 'string' },
+              tunnelPath: { type: 'string' },
+              proxyCommand: { type: 'string' },
+              command: { type: 'string' },
+              host: { type: 'string' },
+              port: { type: 'integer' },
+            },
+            required: ['username', 'password', 'tunnelPath', 'proxyCommand', 'command'],
           },
           ...errorResponses,
         },
@@ -81,7 +104,13 @@ export const instanceRoutes: FastifyPluginAsync<InstanceRoutesOptions> = async (
       const row = await running(req.user, req.params.id);
       const access = await brokers.access(row.brokerId, row.id);
       reply.header('cache-control', 'no-store');
-      return { host: access.sshHost, port: access.sshPort, username: access.username, password: access.password };
+      return {
+        username: access.username,
+        password: access.password,
+        tunnelPath: `/api/v1/instances/${row.id}/tunnel?port=${INSTANCE_SSH_PORT}`,
+        ...sshCommand(row.id, access.username),
+        ...(access.sshPort > 0 ? { host: access.sshHost, port: access.sshPort } : {}),
+      };
     },
   );
 
@@ -224,17 +253,59 @@ export const instanceRoutes: FastifyPluginAsync<InstanceRoutesOptions> = async (
         req.user = user;
         const row = await running(user, req.params.id);
         (req as FastifyRequest & { access?: AccessReply }).access = await brokers.access(row.brokerId, row.id);
+        (req as FastifyRequest & { brokerId?: string }).brokerId = row.brokerId;
       },
     },
     (socket, req) => {
       const access = (req as FastifyRequest & { access?: AccessReply }).access;
-      if (!access) throw new NotFoundError('instance', req.params.id);
-      bridgeTerminal(socket, access, {
+      const brokerId = (req as FastifyRequest & { brokerId?: string }).brokerId;
+      if (!access || !brokerId) throw new NotFoundError('instance', req.params.id);
+      const connect = () => brokers.relay(brokerId, req.params.id, INSTANCE_SSH_PORT);
+      bridgeTerminal(socket, { username: access.username, password: access.password, connect }, {
         executionId: req.params.id,
         log: opts.log,
         ...(req.query.cols ? { cols: Number(req.query.cols) } : {}),
         ...(req.query.rows ? { rows: Number(req.query.rows) } : {}),
       });
+    },
+  );
+
+  app.get<{ Params: { id: string }; Querystring: { port: string; ticket?: string } }>(
+    '/api/v1/instances/:id/tunnel',
+    {
+      websocket: true,
+      config: { public: true },
+      schema: {
+        tags: ['instances'],
+        summary: 'WebSocket: a raw TCP connection to 127.0.0.1:{port} inside a running instance (owner only; binary frames both ways)',
+        params: idParams,
+        querystring: {
+          type: 'object',
+          additionalProperties: false,
+          required: ['port'],
+          properties: { port: { type: 'string', pattern: '^[1-9][0-9]{0,4}$' }, ticket: { type: 'string', maxLength: 200 } },
+        },
+      },
+      // Who asks and for which instance first (401, then 404 for another user's), then the port (400), then
+      // the connection itself (409 when nothing listens), all before the upgrade: a refusal is plain HTTP.
+      preValidation: async (req) => {
+        req.user = await terminalCaller(req);
+        (req as FastifyRequest & { brokerId?: string }).brokerId = (await running(req.user, req.params.id)).brokerId;
+      },
+      preHandler: async (req) => {
+        const port = Number(req.query.port);
+        if (port > 65535) throw new PaddockError('invalid_request', 400, `port ${req.query.port} is not a TCP port (1-65535)`);
+        const brokerId = (req as FastifyRequest & { brokerId?: string }).brokerId!;
+        const relay = await brokers.relay(brokerId, req.params.id, port);
+        // A client that leaves before the upgrade completes leaves no relay open.
+        req.raw.socket.once('close', () => relay.destroy());
+        (req as FastifyRequest & { relay?: Duplex }).relay = relay;
+      },
+    },
+    (socket, req) => {
+      const relay = (req as FastifyRequest & { relay?: Duplex }).relay;
+      if (!relay) throw new NotFoundError('instance', req.params.id);
+      bridgeTunnel(socket, relay, { executionId: req.params.id, port: Number(req.query.port), log: opts.log });
     },
   );
 };

@@ -1,7 +1,7 @@
+import type { Duplex } from 'node:stream';
 import type { WebSocket } from 'ws';
 import { Client, type ClientChannel } from 'ssh2';
 import type { Logger } from '@paddock/telemetry';
-import type { AccessReply } from '@paddock/proto';
 
 /** A message a terminal client sends as a text frame; any other frame is keyboard input. */
 type Control = { type: 'resize'; cols: number; rows: number };
@@ -32,14 +32,23 @@ function parseControl(text: string): Control | undefined {
   return undefined;
 }
 
+/** How the terminal logs in to the instance's sshd, and the connection it does it over. */
+export interface TerminalLogin {
+  readonly username: string;
+  readonly password: string;
+  /** A byte stream to the instance's sshd: a Relay stream to its port 2222 (BrokerDirectory.relay). */
+  connect(): Promise<Duplex>;
+}
+
 /**
  * Bridges one WebSocket to an SSH session in the instance, which lands in tmux session `agent`: output
  * goes to the socket as binary frames. From the socket, a text frame `{"type":"resize","cols":C,"rows":R}`
  * resizes; every other frame, binary or text (xterm.js's attach addon and websocat send keys as text), is
  * input. Both directions respect backpressure. Closing either side closes the other.
  */
-export function bridgeTerminal(socket: WebSocket, access: AccessReply, opts: { executionId: string; cols?: number; rows?: number; log: Logger }): void {
+export function bridgeTerminal(socket: WebSocket, login: TerminalLogin, opts: { executionId: string; cols?: number; rows?: number; log: Logger }): void {
   const ssh = new Client();
+  let connection: Duplex | undefined;
   let channel: ClientChannel | undefined;
   const pending: Buffer[] = [];
   let pendingBytes = 0;
@@ -52,6 +61,7 @@ export function bridgeTerminal(socket: WebSocket, access: AccessReply, opts: { e
     closed = true;
     channel?.close();
     ssh.end();
+    connection?.destroy();
     if (socket.readyState === socket.OPEN || socket.readyState === socket.CONNECTING) socket.close(code, reason);
   };
 
@@ -127,12 +137,18 @@ export function bridgeTerminal(socket: WebSocket, access: AccessReply, opts: { e
     close(1011, `cannot reach the instance: ${err.message}`.slice(0, 120));
   });
   ssh.on('close', () => close(1000, 'the session ended'));
-  ssh.connect({
-    host: access.sshHost,
-    port: access.sshPort,
-    username: access.username,
-    password: access.password,
-    readyTimeout: 10_000,
-    keepaliveInterval: 15_000,
-  });
+  // A relayed stream may stay open for writing after the instance's side has ended (it allows half-open,
+  // as TCP sockets here do not): the end of what the instance sends is the end of the session.
+  ssh.on('end', () => close(1000, 'the session ended'));
+  login.connect().then(
+    (sock) => {
+      connection = sock;
+      if (closed) return void sock.destroy();
+      ssh.connect({ sock, username: login.username, password: login.password, readyTimeout: 10_000, keepaliveInterval: 15_000 });
+    },
+    (err: unknown) => {
+      opts.log.warn({ err, executionId: opts.executionId }, 'terminal cannot reach the instance');
+      close(1011, `cannot reach the instance: ${(err as Error).message}`.slice(0, 120));
+    },
+  );
 }
