@@ -46,7 +46,7 @@ test('run streams the output, exits with the command status, and sends the optio
   assert.equal(execution['command'], `sh -c 'echo hello; echo "a b"; exit 7'`);
   assert.deepEqual(
     { state: execution['state'], exitCode: execution['exitCode'], resources: execution['resources'], timeoutS: execution['timeoutS'], network: execution['network'] },
-    { state: 'failed', exitCode: 7, resources: { cpus: 0.5, memoryMb: 256 }, timeoutS: 30, network: 'bridge' },
+    { state: 'failed', exitCode: 7, resources: { cpus: 0.5, memoryMb: 256, diskMb: 0 }, timeoutS: 30, network: 'bridge' },
   );
 });
 

@@ -37,7 +37,11 @@ export interface Step {
  * title or a quota check, besides the conversation). A request with `stream: true` is answered as
  * server-sent events, as each provider streams.
  */
-export async function startScriptedProvider(script: { openai?: Step[]; anthropic?: Step[]; model?: string; fallback?: Step }): Promise<ScriptedProvider> {
+/**
+ * `port`: where to listen (0: any free port). Containers reach it as host.docker.internal only when the
+ * broker opens that port to them (PADDOCK_INSTANCE_HOST_PORTS), so a test that runs agents picks it first.
+ */
+export async function startScriptedProvider(script: { openai?: Step[]; anthropic?: Step[]; model?: string; fallback?: Step; port?: number }): Promise<ScriptedProvider> {
   const queues = { openai: [...(script.openai ?? [])], anthropic: [...(script.anthropic ?? [])] };
   const requests: RecordedRequest[] = [];
   const server = createServer((req, res) => {
@@ -70,7 +74,7 @@ export async function startScriptedProvider(script: { openai?: Step[]; anthropic
       return res.end();
     });
   });
-  await new Promise<void>((resolve) => server.listen(0, '0.0.0.0', resolve));
+  await new Promise<void>((resolve) => server.listen(script.port ?? 0, '0.0.0.0', resolve));
   const port = (server.address() as AddressInfo).port;
   return {
     url: `http://127.0.0.1:${port}`,

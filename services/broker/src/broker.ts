@@ -61,6 +61,7 @@ export async function startBroker(config: BrokerConfig, log: Logger, opts: Broke
     workspaceMode: config.workspaceMode,
     workspacesDir: config.workspacesDir,
     sshHost: config.sshHost,
+    hostTcpPortsOpen: config.instanceHostPorts,
   });
   const pool = createPool(config.databaseUrl, { name: 'paddock-broker' });
   await waitFor(startup, 'PostgreSQL', (signal) => migrate(pool, 'broker', MIGRATIONS_DIR, { log, ...(signal ? { signal } : {}) }));
@@ -69,7 +70,7 @@ export async function startBroker(config: BrokerConfig, log: Logger, opts: Broke
   );
   const store = new InstanceStore(pool);
   const blobs = new BlobStore(config.blobsDir);
-  const instances = new InstanceManager(provider, bus, store, blobs, config, log, await SecretBox.fromFile(config.secretKeyFile), metrics);
+  const instances = new InstanceManager(provider, bus, store, blobs, config, log, await SecretBox.fromFile(config.secretKeyFile), metrics, config.relayEndpoints);
   await instances.reconcile();
   const reconciling = setInterval(
     () => void instances.reconcile().catch((err: unknown) => log.warn({ err }, 'reconciliation failed; the next one retries')),

@@ -3,6 +3,7 @@ import { artifactsDir, commonConfig, EnvReader, type CommonConfig, type Env } fr
 import { ConfigError } from '@paddock/errors';
 import { hostname, cpus } from 'node:os';
 import { fileURLToPath } from 'node:url';
+import { parseRelayEndpoints, type RelayEndpoint } from './relay/endpoints.js';
 
 /** The images/ folder of the checkout this broker runs from. */
 const CHECKOUT_IMAGES_DIR = fileURLToPath(new URL('../../../../images/', import.meta.url));
@@ -25,6 +26,13 @@ export interface BrokerConfig extends CommonConfig {
   readonly imagesDir: string;
   /** The address of this host where instances' sshd (:22) is published, and told to the gateway. */
   readonly sshHost: string;
+  /**
+   * TCP ports of this host that bridged instances may open, as host.docker.internal (a model server such
+   * as Ollama); nothing else of the host answers them. Empty by default.
+   */
+  readonly instanceHostPorts: readonly number[];
+  /** Paddock's own endpoints offered at 127.0.0.1:<port> inside every running instance (see relay/). */
+  readonly relayEndpoints: readonly RelayEndpoint[];
   /**
    * `bind`: /workspace is a folder of this host (under workspacesDir), filled and zipped without the engine;
    * needs root (the folder is handed to uid 1000) and the engine on this host. `archive`: through the engine.
@@ -73,6 +81,8 @@ export function brokerConfig(env: Env): BrokerConfig {
     pidsLimit: read.int('PADDOCK_PIDS_LIMIT', 512, { min: 16 }),
     imagesDir: read.string('PADDOCK_IMAGES_DIR', CHECKOUT_IMAGES_DIR),
     sshHost: read.string('PADDOCK_BROKER_SSH_HOST', '127.0.0.1'),
+    instanceHostPorts: hostPorts(read.string('PADDOCK_INSTANCE_HOST_PORTS', '')),
+    relayEndpoints: parseRelayEndpoints('PADDOCK_RELAY_ENDPOINTS', read.string('PADDOCK_RELAY_ENDPOINTS', '')),
     workspaceMode: workspaceMode(read.string('PADDOCK_WORKSPACE_MODE', process.getuid?.() === 0 ? 'bind' : 'archive')),
     workspacesDir: read.string('PADDOCK_WORKSPACES_DIR', `${common.home}/workspaces`),
     secretKeyFile: read.string('PADDOCK_SECRET_KEY_FILE', `${common.home}/secret-key`),
@@ -84,4 +94,15 @@ export function brokerConfig(env: Env): BrokerConfig {
     bus: busSettingsFromEnv(env),
   };
   return Object.freeze(config);
+}
+
+function hostPorts(value: string): readonly number[] {
+  const ports = value.split(',').map((p) => p.trim()).filter((p) => p !== '');
+  return Object.freeze(
+    ports.map((p) => {
+      const port = Number(p);
+      if (!Number.isInteger(port) || port < 1 || port > 65535) throw new ConfigError('PADDOCK_INSTANCE_HOST_PORTS', `"${p}" is not a TCP port; give ports separated by commas, e.g. 11434,8000`);
+      return port;
+    }),
+  );
 }

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { ExecutionKind, ExecutionSpec, NetworkMode } from '@paddock/proto';
+import { ContainerRuntime, ExecutionKind, ExecutionSpec, NetworkMode } from '@paddock/proto';
 import { containerSpec, type ContainerSpecInput } from '../src/providers/docker/containerSpec.js';
 
 const MiB = 1024 * 1024;
@@ -113,15 +113,39 @@ test("the broker's pids limit applies when the spec sets none", () => {
   assert.equal(containerSpec(input({ pidsLimit: 0 }, { pidsLimit: 512 })).HostConfig?.PidsLimit, 512);
 });
 
-test('no network unless bridge is asked; bridge can reach the host as host.docker.internal', () => {
+test("no network unless bridge is asked; bridge is the execution's own network, and the host is not a name there", () => {
   for (const network of [NetworkMode.NETWORK_MODE_UNSPECIFIED, NetworkMode.NETWORK_MODE_NONE]) {
     const c = containerSpec(input({ network }));
     assert.equal(c.HostConfig?.NetworkMode, 'none');
     assert.equal(c.HostConfig?.ExtraHosts, undefined);
   }
   const bridge = containerSpec(input({ network: NetworkMode.NETWORK_MODE_BRIDGE }));
-  assert.equal(bridge.HostConfig?.NetworkMode, 'bridge');
-  assert.deepEqual(bridge.HostConfig?.ExtraHosts, ['host.docker.internal:host-gateway']);
+  assert.equal(bridge.HostConfig?.NetworkMode, 'paddock-exec-1');
+  assert.notEqual(bridge.HostConfig?.NetworkMode, 'bridge', "never Docker's shared default bridge");
+  assert.equal(bridge.HostConfig?.ExtraHosts, undefined);
+  const other = containerSpec(input({ network: NetworkMode.NETWORK_MODE_BRIDGE }, { executionId: 'exec-2' }));
+  assert.notEqual(other.HostConfig?.NetworkMode, bridge.HostConfig?.NetworkMode);
+});
+
+test('host.docker.internal resolves only on a broker that lets bridged instances reach some ports of its host', () => {
+  const open = containerSpec(input({ network: NetworkMode.NETWORK_MODE_BRIDGE }, { hostReachable: true }));
+  assert.deepEqual(open.HostConfig?.ExtraHosts, ['host.docker.internal:host-gateway']);
+  const offline = containerSpec(input({ network: NetworkMode.NETWORK_MODE_NONE }, { hostReachable: true }));
+  assert.equal(offline.HostConfig?.ExtraHosts, undefined);
+});
+
+test('the container runtime is runc unless gVisor is asked for, then runsc; one the broker does not know is refused', () => {
+  assert.equal(containerSpec(input({})).HostConfig?.Runtime, 'runc');
+  assert.equal(containerSpec(input({ containerRuntime: ContainerRuntime.CONTAINER_RUNTIME_UNSPECIFIED })).HostConfig?.Runtime, 'runc');
+  assert.equal(containerSpec(input({ containerRuntime: ContainerRuntime.CONTAINER_RUNTIME_RUNC })).HostConfig?.Runtime, 'runc');
+  for (const [kind, spec] of KINDS) {
+    const c = containerSpec(input({ ...spec, containerRuntime: ContainerRuntime.CONTAINER_RUNTIME_GVISOR }));
+    assert.equal(c.HostConfig?.Runtime, 'runsc', kind);
+    // gVisor changes the kernel under the job, not what the job may do.
+    assert.equal(c.User, '1000:1000', kind);
+    assert.deepEqual(c.HostConfig?.CapDrop, ['ALL'], kind);
+  }
+  assert.throws(() => containerSpec(input({ containerRuntime: 7 as ContainerRuntime })), { name: 'UnsupportedSpecError', message: /unknown container runtime 7/ });
 });
 
 test('labels name the execution, its owner, the broker and the deadline, so a restarted broker finds its own', () => {

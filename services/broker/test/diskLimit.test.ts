@@ -15,7 +15,7 @@ import { exitedOf, outputOf, textOf } from './support/jetstream.js';
 import { shellSpec } from './support/specs.js';
 import { setUpTestBroker, type TestBroker } from './support/testBroker.js';
 
-const MB = 1_000_000;
+const MiB = 1024 * 1024;
 let t: TestBroker;
 let broker: StartedBroker;
 
@@ -38,13 +38,13 @@ function leftoversOnHost(): { mounts: string[]; loops: string[] } {
   return { mounts, loops };
 }
 
-test('a job that writes past its 20 MB disk limit is stopped and ends failed with the disk reason; no mount or loop device is left', async () => {
+test('a job that writes past its 20 MiB disk limit is stopped and ends failed with the disk reason; no mount or loop device is left', async () => {
   const id = randomUUID();
   // dd fails with ENOSPC; the job carries on as if nothing happened, which is what the limit must end.
   await broker.instances.launch({
     executionId: id,
     ownerId: 'frank',
-    spec: shellSpec('dd if=/dev/zero of=big bs=1M count=30 2>&1 | head -1; echo carrying on; sleep 60', { diskBytes: 20 * MB }),
+    spec: shellSpec('dd if=/dev/zero of=big bs=1M count=30 2>&1 | head -1; echo carrying on; sleep 60', { diskBytes: 20 * MiB }),
   });
   const t0 = Date.now();
   assert.equal(leftoversOnHost().mounts.length, 1, 'the workspace is a filesystem of its own while the job runs');
@@ -52,10 +52,10 @@ test('a job that writes past its 20 MB disk limit is stopped and ends failed wit
   const chunks = await outputOf(t.bus, id);
   assert.equal(exited.cause, ExitCause.EXIT_CAUSE_DISK_FULL, textOf(chunks));
   assert.notEqual(exited.exitCode, 0, textOf(chunks));
-  assert.match(exited.detail, /^the workspace exceeded its 20 MB disk limit/);
+  assert.match(exited.detail, /^the workspace exceeded its 20 MiB disk limit/);
   assert.ok(Date.now() - t0 < 15_000, `stopped after ${Date.now() - t0} ms`);
   assert.match(textOf(chunks, OutputStream.OUTPUT_STREAM_STDOUT), /No space left on device/);
-  assert.match(textOf(chunks, OutputStream.OUTPUT_STREAM_SYSTEM), /\[paddock\] the workspace exceeded its 20 MB disk limit/);
+  assert.match(textOf(chunks, OutputStream.OUTPUT_STREAM_SYSTEM), /\[paddock\] the workspace exceeded its 20 MiB disk limit/);
   assert.deepEqual(await containersOf(t.docker, t.brokerId, id), []);
   assert.deepEqual(leftoversOnHost(), { mounts: [], loops: [] });
   assert.equal(existsSync(join(t.config.workspacesDir, id)), false);
@@ -64,7 +64,7 @@ test('a job that writes past its 20 MB disk limit is stopped and ends failed wit
 
 test('a job within its disk limit completes, and the limit does not show in its artifacts', async () => {
   const id = randomUUID();
-  await broker.instances.launch({ executionId: id, ownerId: 'frank', spec: shellSpec('dd if=/dev/zero of=ok.bin bs=1M count=5 2>/dev/null; ls -A', { diskBytes: 20 * MB }) });
+  await broker.instances.launch({ executionId: id, ownerId: 'frank', spec: shellSpec('dd if=/dev/zero of=ok.bin bs=1M count=5 2>/dev/null; ls -A', { diskBytes: 20 * MiB }) });
   const exited = await exitedOf(t.bus, id);
   assert.equal(exited.exitCode, 0);
   assert.equal(exited.detail, '');
@@ -75,8 +75,8 @@ test('a job within its disk limit completes, and the limit does not show in its 
 test("files that do not fit in the limit fail the launch at once, saying so", async () => {
   const id = randomUUID();
   await assert.rejects(
-    broker.instances.launch({ executionId: id, ownerId: 'frank', spec: shellSpec('true', { diskBytes: 2 * MB, files: { 'big.bin': Buffer.alloc(3 * MB) } }) }),
-    (err: unknown) => err instanceof LaunchError && err.code === GrpcStatus.FAILED_PRECONDITION && /need more room than the workspace's 2 MB disk limit/.test(err.details),
+    broker.instances.launch({ executionId: id, ownerId: 'frank', spec: shellSpec('true', { diskBytes: 2 * MiB, files: { 'big.bin': Buffer.alloc(3 * MiB) } }) }),
+    (err: unknown) => err instanceof LaunchError && err.code === GrpcStatus.FAILED_PRECONDITION && /need more room than the workspace's 2 MiB disk limit/.test(err.details),
   );
   assert.equal((await exitedOf(t.bus, id)).cause, ExitCause.EXIT_CAUSE_PROVISIONING_FAILED);
   assert.deepEqual(leftoversOnHost(), { mounts: [], loops: [] });
@@ -93,7 +93,7 @@ test('a restarted broker unmounts and removes the disk of an execution that ende
   try {
     const store = new InstanceStore(pool);
     await store.claim(id, t.brokerId, 'frank');
-    await new HostWorkspaces(t.config.workspacesDir).prepare(id, {}, 10 * MB);
+    await new HostWorkspaces(t.config.workspacesDir).prepare(id, {}, 10 * MiB);
     await store.ended(id);
   } finally {
     await pool.end();

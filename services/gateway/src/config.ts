@@ -27,11 +27,16 @@ export interface GatewayConfig extends CommonConfig {
     readonly runtime: string;
     readonly cpus: number;
     readonly memoryMb: number;
+    /** The workspace's disk limit of a request that names none; 0 for none. */
+    readonly diskMb: number;
+    /** The container runtime of a request that names none. */
+    readonly containerRuntime: 'runc' | 'gvisor';
     readonly timeoutS: number;
   };
   readonly limits: {
     readonly maxCpus: number;
     readonly maxMemoryMb: number;
+    readonly maxDiskMb: number;
     readonly maxTimeoutS: number;
   };
   /** Stream limits, retention and redelivery of the bus, as every service connects with them. */
@@ -59,11 +64,14 @@ export function gatewayConfig(env: Env): GatewayConfig {
       runtime: defaultRuntime,
       cpus: read.int('PADDOCK_DEFAULT_CPUS', 1, { min: 1 }),
       memoryMb: read.int('PADDOCK_DEFAULT_MEMORY_MB', 1024, { min: 16 }),
+      diskMb: read.int('PADDOCK_DEFAULT_DISK_MB', 0, { min: 0 }),
+      containerRuntime: containerRuntimeOf(read.string('PADDOCK_CONTAINER_RUNTIME', 'runc')),
       timeoutS: read.int('PADDOCK_DEFAULT_TIMEOUT_S', 3600, { min: 1 }),
     }),
     limits: Object.freeze({
       maxCpus: read.int('PADDOCK_MAX_CPUS', 16, { min: 1 }),
       maxMemoryMb: read.int('PADDOCK_MAX_MEMORY_MB', 65536, { min: 16 }),
+      maxDiskMb: read.int('PADDOCK_MAX_DISK_MB', 1024 * 1024, { min: 16 }),
       maxTimeoutS: read.int('PADDOCK_MAX_TIMEOUT_S', 7 * 24 * 3600, { min: 1 }),
     }),
     bus: busSettingsFromEnv(env),
@@ -72,9 +80,15 @@ export function gatewayConfig(env: Env): GatewayConfig {
   for (const [setting, value, max, maxSetting] of [
     ['PADDOCK_DEFAULT_CPUS', defaults.cpus, limits.maxCpus, 'PADDOCK_MAX_CPUS'],
     ['PADDOCK_DEFAULT_MEMORY_MB', defaults.memoryMb, limits.maxMemoryMb, 'PADDOCK_MAX_MEMORY_MB'],
+    ['PADDOCK_DEFAULT_DISK_MB', defaults.diskMb, limits.maxDiskMb, 'PADDOCK_MAX_DISK_MB'],
     ['PADDOCK_DEFAULT_TIMEOUT_S', defaults.timeoutS, limits.maxTimeoutS, 'PADDOCK_MAX_TIMEOUT_S'],
   ] as const) {
     if (value > max) throw new ConfigError(setting, `${value} is above ${maxSetting} (${max}): every request without its own value would be refused`);
   }
   return Object.freeze(config);
+}
+
+function containerRuntimeOf(value: string): 'runc' | 'gvisor' {
+  if (value !== 'runc' && value !== 'gvisor') throw new ConfigError('PADDOCK_CONTAINER_RUNTIME', `must be runc or gvisor, got "${value}"`);
+  return value;
 }

@@ -142,7 +142,7 @@ test('POST /api/v1/executions stores the request, answers 201 at once and publis
   assert.deepEqual(ex.files, ['b.txt', 'data/in.txt'], 'paths only, sorted');
   assert.deepEqual(ex.env, ['API_KEY', 'MODE'], 'names only');
   assert.equal(ex.image, 'paddock/base:latest');
-  assert.deepEqual(ex.resources, { cpus: 0.5, memoryMb: 1024 });
+  assert.deepEqual(ex.resources, { cpus: 0.5, memoryMb: 1024, diskMb: 0 });
   assert.equal(ex.timeoutS, 3600);
   assert.equal(ex.network, 'bridge');
   assert.equal(ex.exitCode, null);
@@ -160,7 +160,9 @@ test('POST /api/v1/executions stores the request, answers 201 at once and publis
   assert.equal(spec.script, 'print(open("data/in.txt").read())');
   assert.equal(Buffer.from(spec.files['data/in.txt']!).toString(), 'hello');
   assert.deepEqual(spec.env, {}, 'env values travel sealed, not in clear');
-  assert.deepEqual(unsealSpec(spec, secretBox, ex.id).env, { API_KEY: 'secret-value', MODE: 'test' }, 'the broker gets the values');
+  const { PADDOCK_RUN_TOKEN: runToken, ...env } = unsealSpec(spec, secretBox, ex.id).env;
+  assert.deepEqual(env, { API_KEY: 'secret-value', MODE: 'test' }, 'the broker gets the values');
+  assert.match(runToken ?? '', new RegExp(`^prt_${ex.id}_`), "and the execution's run token beside them");
   assert.equal(spec.cpuMillis, 500);
   assert.equal(spec.memoryBytes, 1024 * 1024 * 1024);
   assert.equal(spec.timeoutMs, 3_600_000);
@@ -384,7 +386,7 @@ test('the OpenAPI document, served without a token, lists every route with its s
  * WebSocket terminal (OpenAPI 3.0 cannot describe a WebSocket; the gateway README does).
  */
 function undocumented(route: string): boolean {
-  return route === 'get /api/v1/openapi.json' || route.startsWith('get /ui/') || route === 'get /terminal/{id}';
+  return route === 'get /api/v1/openapi.json' || route.startsWith('get /ui/') || route === 'get /terminal/{id}' || route === 'get /api/v1/instances/{id}/tunnel';
 }
 
 test(
@@ -414,7 +416,7 @@ test('validation errors answer 400 {error: {code: "invalid_request", message}} n
     [{ kind: 'shell', command: 'x', timeoutS: 0 }, 'body.timeoutS must be >= 1'],
     [{ kind: 'shell', command: 'x', timeoutS: 1.5 }, 'body.timeoutS must be integer'],
     [{ kind: 'shell', command: '' }, 'body.command must NOT have fewer than 1 characters'],
-    [{ kind: 'shell', command: 'x', network: 'host' }, 'body.network must be one of "none", "bridge"'],
+    [{ kind: 'shell', command: 'x', network: 'overlay' }, 'body.network must be one of "none", "bridge"'],
     [{ kind: 'shell', command: 'x', files: { 'a.txt': 1 } }, 'body.files.a.txt must be string'],
     [{ kind: 'ruby', timeoutS: '5' }, 'body.kind must be one of "shell", "python", "agent"; body.timeoutS must be integer'],
     // Checked after the schema, by the gateway itself, in the same shape.

@@ -36,10 +36,12 @@ test('a request that names only what to run gets every default', () => {
     files: {},
     env: {},
     image: 'paddock/base:latest',
-    resources: { cpus: 1, memoryMb: 1024 },
+    resources: { cpus: 1, memoryMb: 1024, diskMb: 0 },
     timeoutS: 3600,
     network: 'none',
     service: false,
+    containerRuntime: 'runc',
+    secrets: [],
   });
 });
 
@@ -53,7 +55,7 @@ test('the defaults come from the configuration, and what the request names wins 
   });
   const defaults = normalizeRequest({ kind: 'python', script: 'print(1)' }, cfg);
   assert.equal(defaults.image, 'example/custom:1');
-  assert.deepEqual(defaults.resources, { cpus: 2, memoryMb: 256 });
+  assert.deepEqual(defaults.resources, { cpus: 2, memoryMb: 256, diskMb: 0 });
   assert.equal(defaults.timeoutS, 60);
 
   const given = normalizeRequest(
@@ -61,21 +63,23 @@ test('the defaults come from the configuration, and what the request names wins 
     cfg,
   );
   assert.equal(given.image, 'python:3.12');
-  assert.deepEqual(given.resources, { cpus: 0.5, memoryMb: 256 }, 'a resource left out still gets its default');
+  assert.deepEqual(given.resources, { cpus: 0.5, memoryMb: 256, diskMb: 0 }, 'a resource left out still gets its default');
   assert.equal(given.timeoutS, 5);
   assert.equal(given.network, 'bridge');
   assert.deepEqual(given.env, { A: '1' });
 });
 
 test('limits are enforced with a message that names the field and the limit; the limit itself is allowed', () => {
-  const cfg = gatewayConfig({ PADDOCK_HOME: '/nonexistent', PADDOCK_MAX_CPUS: '4', PADDOCK_MAX_MEMORY_MB: '2048', PADDOCK_MAX_TIMEOUT_S: '600', PADDOCK_DEFAULT_TIMEOUT_S: '600' });
+  const cfg = gatewayConfig({ PADDOCK_HOME: '/nonexistent', PADDOCK_MAX_CPUS: '4', PADDOCK_MAX_MEMORY_MB: '2048', PADDOCK_MAX_DISK_MB: '100', PADDOCK_MAX_TIMEOUT_S: '600', PADDOCK_DEFAULT_TIMEOUT_S: '600' });
   const base = { kind: 'shell', command: 'true' } as const;
   refused({ ...base, resources: { cpus: 4.5 } }, /^resources\.cpus may be at most 4$/, cfg);
   refused({ ...base, resources: { memoryMb: 2049 } }, /^resources\.memoryMb may be at most 2048$/, cfg);
   refused({ ...base, timeoutS: 601 }, /^timeoutS may be at most 600$/, cfg);
+  refused({ ...base, resources: { diskMb: 101 } }, /^resources\.diskMb may be at most 100$/, cfg);
 
-  const atLimit = normalizeRequest({ ...base, resources: { cpus: 4, memoryMb: 2048 }, timeoutS: 600 }, cfg);
-  assert.deepEqual(atLimit.resources, { cpus: 4, memoryMb: 2048 });
+  const atLimit = normalizeRequest({ ...base, resources: { cpus: 4, memoryMb: 2048, diskMb: 100 }, timeoutS: 600 }, cfg);
+  assert.deepEqual(atLimit.resources, { cpus: 4, memoryMb: 2048, diskMb: 100 });
+  assert.equal(toSpec(atLimit).diskBytes, 100 * 1024 * 1024);
   assert.equal(atLimit.timeoutS, 600);
 });
 

@@ -8,13 +8,17 @@ import { tmpdir } from 'node:os';
 import { join, normalize } from 'node:path';
 import { after, before, test } from 'node:test';
 import { readFile } from 'node:fs/promises';
-import { startPaddock, startScriptedProvider, type RunningPaddock, type ScriptedProvider, type Step } from '@paddock/testkit';
+import { freePort, startPaddock, startScriptedProvider, type RunningPaddock, type ScriptedProvider, type Step } from '@paddock/testkit';
 import { containersOf, docker, readZip } from '../src/index.js';
 
 let paddock: RunningPaddock;
+/** The host ports the stand-in provider and the git server listen on: the only ones of the host that agents may open. */
+let providerPort: number;
+let repoPort: number;
 
 before(async () => {
-  paddock = await startPaddock();
+  [providerPort, repoPort] = await Promise.all([freePort(), freePort()]);
+  paddock = await startPaddock({ env: { PADDOCK_INSTANCE_HOST_PORTS: `${providerPort},${repoPort}` } });
 });
 
 after(async () => {
@@ -28,7 +32,7 @@ const COMPUTE: Step[] = [
 ];
 
 async function withProvider<T>(script: { openai?: Step[]; anthropic?: Step[] }, fn: (p: ScriptedProvider) => Promise<T>): Promise<T> {
-  const provider = await startScriptedProvider(script);
+  const provider = await startScriptedProvider({ ...script, port: providerPort });
   try {
     return await fn(provider);
   } finally {
@@ -81,7 +85,7 @@ test("the owner's stored secrets reach the agent (Anthropic protocol) and are ne
     assert.ok(!JSON.stringify(listed.body).includes('sk-ant-carol'));
     assert.equal((await paddock.admin.request('GET', '/api/v1/secrets')).body.items.length, 0, "one user's secrets are not another's");
 
-    const { id } = await carol.submit({ kind: 'agent', prompt: 'Compute 12 factorial and save it in answer.txt' });
+    const { id } = await carol.submit({ kind: 'agent', prompt: 'Compute 12 factorial and save it in answer.txt', secrets: ['ANTHROPIC_API_KEY', 'ANTHROPIC_BASE_URL'] });
     const final = await carol.waitFinal(id);
     assert.equal(final.state, 'completed', `${final.error}\n${await carol.logs(id)}`);
     assert.equal(provider.requests[0]?.headers['x-api-key'], 'sk-ant-carol');
@@ -111,7 +115,7 @@ async function serveRepo(token: string): Promise<{ url: string; stop(): Promise<
       () => res.writeHead(404).end(),
     );
   });
-  await new Promise<void>((resolve) => server.listen(0, '0.0.0.0', resolve));
+  await new Promise<void>((resolve) => server.listen(repoPort, '0.0.0.0', resolve));
   const port = (server.address() as AddressInfo).port;
   return {
     url: `http://host.docker.internal:${port}/repo.git`,
@@ -238,7 +242,7 @@ for (const [runtime, command] of [
 }
 
 test('Claude Code runs as an agent: it reads the prompt, talks to the provider (streaming), and its answer is the log', async () => {
-  const provider = await startScriptedProvider({ fallback: { text: 'The answer is forty-two.' } });
+  const provider = await startScriptedProvider({ fallback: { text: 'The answer is forty-two.' }, port: providerPort });
   try {
     const { id } = await paddock.admin.submit({
       kind: 'agent',

@@ -97,6 +97,18 @@ test('a Python script too large to travel inline runs from the blob store', { ti
   assert.equal(await paddock.admin.logs(created.id), '499500\n');
 });
 
+test('a job that fills its workspace past resources.diskMb ends failed, saying so; one within it completes', { timeout: 120_000 }, async () => {
+  const filling = await paddock.admin.submit({ kind: 'shell', command: 'dd if=/dev/zero of=big bs=1M count=40; sleep 30', resources: { diskMb: 20 } });
+  const within = await paddock.admin.submit({ kind: 'shell', command: 'dd if=/dev/zero of=small bs=1M count=5 && ls -l small', resources: { diskMb: 20 } });
+  const full = await paddock.admin.waitFinal(filling.id, 90_000);
+  assert.equal(full.state, 'failed');
+  assert.match(full.error ?? '', /the workspace exceeded its 20 MiB disk limit/);
+  const fine = await paddock.admin.waitFinal(within.id, 90_000);
+  assert.equal(fine.state, 'completed', `${fine.state}: ${fine.error}`);
+  const refused = await paddock.admin.request('POST', '/api/v1/executions', { kind: 'shell', command: 'true', resources: { diskMb: 8 } });
+  assert.equal(refused.status, 400);
+});
+
 async function blobCount(): Promise<number> {
   const dir = join(paddock.home, 'blobs');
   let n = 0;

@@ -4,13 +4,17 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { Client } from 'ssh2';
-import { startPaddock, startScriptedProvider, type ApiClient, type RunningPaddock } from '@paddock/testkit';
+import { freePort, startPaddock, startScriptedProvider, type ApiClient, type RunningPaddock } from '@paddock/testkit';
 import { readZip, waitFor } from '../src/index.js';
 
 let paddock: RunningPaddock;
 
+/** The stand-in provider's host port: the only one of the host that agents here may open. */
+let providerPort: number;
+
 before(async () => {
-  paddock = await startPaddock();
+  providerPort = await freePort();
+  paddock = await startPaddock({ env: { PADDOCK_INSTANCE_HOST_PORTS: String(providerPort) } });
 });
 
 after(async () => {
@@ -147,6 +151,7 @@ test('a Python job runs as uid 1000 with no capabilities, PID 1 included, on a r
 
 test('an agent runs as uid 1000 with no capabilities from its entrypoint on, on a read-only root where its CLI still has a home', async () => {
   const provider = await startScriptedProvider({
+    port: providerPort,
     openai: [{ toolCalls: [{ name: 'run_shell', args: { command: PROBE } }] }, { toolCalls: [{ name: 'finish', args: { summary: 'probed' } }] }],
   });
   try {

@@ -1,8 +1,9 @@
 import { randomBytes } from 'node:crypto';
+import type { Duplex } from 'node:stream';
 import { status as GrpcStatus } from '@grpc/grpc-js';
 import type { BlobStore } from '@paddock/blobs';
 import { topics, type Bus } from '@paddock/bus';
-import { ExecutionKind, ExitCause, NetworkMode, OutputStream, type AccessReply, type ExecOutput, type ExecRequest, type ExecutionSpec, type InstanceExited, type LaunchReply, type LaunchRequest } from '@paddock/proto';
+import { ExecutionKind, ExitCause, OutputStream, type AccessReply, type ExecOutput, type ExecRequest, type ExecutionSpec, type InstanceExited, type LaunchReply, type LaunchRequest } from '@paddock/proto';
 import { unsealSpec, type SecretBox } from '@paddock/secrets';
 import { unrecordedMetrics, type Logger, type PaddockMetrics } from '@paddock/telemetry';
 import { saveArtifacts, saveDirectoryArtifacts } from '../artifacts.js';
@@ -11,28 +12,31 @@ import type { ExitRecord, InstanceRow, InstanceStore, StopCause } from '../insta
 import { OutputPublisher, skipPublished, type StreamOffsets } from '../output.js';
 import { InstanceNotFoundError, TransientProviderError, UnsupportedSpecError } from '../provider/errors.js';
 import { INSTANCE_SSH_PORT, type CreatedInstance, type InstanceSummary, type OutputFrame, type Provider } from '../provider/provider.js';
+import type { RelayEndpoint } from '../relay/endpoints.js';
+import { OutboundRelays } from '../relay/outboundRelays.js';
 import { isUnavailable, onBus, type BusUnavailableError, type DatabaseUnavailableError } from '../unavailable.js';
 import { clearRun, runOf, type Instance, type Run } from './instance.js';
 import { LaunchError } from './launchError.js';
 import { BrokerStoppingError, untilDone } from './untilDone.js';
 
 const MiB = 1024 * 1024;
-const MB = 1_000_000;
 
 function sshAssociated(executionId: string): string {
   return `paddock.ssh.v1/${executionId}`;
 }
 
-/** Agents and services with a network run sshd (the base image's entrypoint starts it). */
+/**
+ * Agents and services run sshd (the base image's entrypoint starts it), whatever their network: it is
+ * reached through the relay, inside the instance's network namespace.
+ */
 function runsSshd(spec: ExecutionSpec): boolean {
-  const entrypoint = spec.kind === ExecutionKind.EXECUTION_KIND_AGENT || spec.service;
-  return entrypoint && spec.network === NetworkMode.NETWORK_MODE_BRIDGE;
+  return spec.kind === ExecutionKind.EXECUTION_KIND_AGENT || spec.service;
 }
 
 const DISK_WATCH_MS = 1_000;
 
 function diskReason(limitBytes: number): string {
-  return `the workspace exceeded its ${Math.round(limitBytes / MB)} MB disk limit`;
+  return `the workspace exceeded its ${Math.round(limitBytes / MiB)} MiB disk limit`;
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -59,6 +63,8 @@ export class InstanceManager {
   private unsettled = new Set<string>();
   private reconcileRetry: NodeJS.Timeout | null = null;
   private failedPasses = 0;
+  /** Paddock's own endpoints inside each running instance. */
+  private readonly relays: OutboundRelays;
 
   constructor(
     private readonly provider: Provider,
@@ -69,7 +75,11 @@ export class InstanceManager {
     private readonly log: Logger,
     private readonly box: SecretBox,
     private readonly metrics: PaddockMetrics = unrecordedMetrics(),
-  ) {}
+    /** Paddock's own endpoints, offered inside every running instance through the relay. */
+    relayEndpoints: readonly RelayEndpoint[] = [],
+  ) {
+    this.relays = new OutboundRelays(provider, relayEndpoints, log);
+  }
 
   private get stopping(): boolean {
     return this.shutdown.signal.aborted;
@@ -208,6 +218,7 @@ export class InstanceManager {
     const { executionId } = instance;
     const startedAtMs = Date.now();
     const deadlineMs = startedAtMs + spec.timeoutMs;
+    this.relays.start(executionId);
     try {
       await this.announceStarted(log, executionId, made.instanceId, startedAtMs);
       await this.persist(log, 'recording the start', () => this.store.started(executionId, made.instanceId, startedAtMs, deadlineMs));
@@ -372,14 +383,28 @@ export class InstanceManager {
     return { sshPassword };
   }
 
+  /**
+   * The login to the instance's sshd (port INSTANCE_SSH_PORT inside, reached through the relay). The host
+   * address is given too only while the provider still publishes sshd on the host; nothing needs it.
+   */
   async access(executionId: string): Promise<AccessReply> {
     const { sshPassword } = await this.runningRow(executionId);
     if (!sshPassword) {
-      throw new LaunchError(GrpcStatus.FAILED_PRECONDITION, 'this instance runs no sshd: only agents and services with a network (bridge) do');
+      throw new LaunchError(GrpcStatus.FAILED_PRECONDITION, 'this instance runs no sshd: only agents and services do (a shell or Python job started with service: true)');
     }
-    const ssh = (await this.provider.inspect(executionId)).publishedPorts.get(INSTANCE_SSH_PORT);
-    if (!ssh?.port) throw new LaunchError(GrpcStatus.FAILED_PRECONDITION, 'the instance has no published SSH port');
-    return { sshHost: this.config.sshHost, sshPort: ssh.port, username: 'agent', password: sshPassword };
+    const published = (await this.provider.inspect(executionId)).publishedPorts.get(INSTANCE_SSH_PORT);
+    return { sshHost: published?.port ? this.config.sshHost : '', sshPort: published?.port ?? 0, username: 'agent', password: sshPassword };
+  }
+
+  /** A byte stream to 127.0.0.1:port inside a running instance of this broker (the Relay RPC); NOT_FOUND otherwise. */
+  async reachPort(executionId: string, port: number): Promise<Duplex> {
+    await this.runningRow(executionId);
+    try {
+      return await this.provider.reachPort(executionId, port);
+    } catch (err) {
+      if (err instanceof InstanceNotFoundError) throw new LaunchError(GrpcStatus.NOT_FOUND, `execution ${executionId} has no running instance on broker ${this.config.brokerId}`);
+      throw err;
+    }
   }
 
   /**
@@ -533,6 +558,7 @@ export class InstanceManager {
     const run = runOf(instance.phase);
     instance.phase = { name: 'ending', run };
     if (run) clearRun(run);
+    await this.relays.stop(executionId);
     // Waits for NATS as long as it is away; fails only for what NATS can never take, or the broker stopping.
     await instance.output.end().catch((err: unknown) => {
       if (this.stopping) throw new BrokerStoppingError('publishing the end of the output');
@@ -783,6 +809,7 @@ export class InstanceManager {
     this.instances.set(executionId, instance);
     this.unsettled.delete(executionId);
     log.info({ containerId: info.instanceId.slice(0, 12), running: info.running }, 'reconcile: adopted instance');
+    if (info.running) this.relays.start(executionId);
     if (info.running && stopCause) void this.halt(instance, stopCause, this.config.stopGraceMs);
     void this.watch(instance, run, info.memoryLimitBytes);
   }
@@ -801,6 +828,8 @@ export class InstanceManager {
   /** Stops watching; the instances keep running and the next broker process adopts them. */
   async stop(): Promise<void> {
     this.shutdown.abort();
+    // The relays die with this process anyway; the next process offers the endpoints again when it adopts.
+    await this.relays.stopAll();
     if (this.reconcileRetry) clearTimeout(this.reconcileRetry);
     this.reconcileRetry = null;
     for (const instance of this.instances.values()) {

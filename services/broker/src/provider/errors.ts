@@ -41,7 +41,7 @@ export class WorkspaceFullError extends Error {
     readonly diskLimitBytes: number,
     options?: { cause?: unknown },
   ) {
-    super(`the request's files need more room than the workspace's ${Math.round(diskLimitBytes / 1_000_000)} MB disk limit`, options);
+    super(`the request's files need more room than the workspace's ${Math.round(diskLimitBytes / (1024 * 1024))} MiB disk limit`, options);
     this.name = 'WorkspaceFullError';
   }
 }

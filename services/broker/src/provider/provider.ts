@@ -48,14 +48,33 @@ export interface Provider {
   stats(executionId: string): Promise<InstanceStats>;
   /** Every instance (running or not) carrying all of these labels. */
   list(selector: Partial<InstanceLabels>): Promise<InstanceSummary[]>;
-  /** A byte stream to a TCP port of the instance, as a process inside it would connect to 127.0.0.1:port. */
+  /**
+   * A byte stream to a TCP port of the running instance, as a process inside it would connect to
+   * 127.0.0.1:port, whatever the instance's network (none included). The stream emits `connect` once the
+   * connection is open, fails with the relay's PortNotListeningError when nothing listens there, and
+   * half-closes the connection when it is ended.
+   */
   reachPort(executionId: string, port: number): Promise<Duplex>;
+  /**
+   * The other way: a listener on 127.0.0.1:port inside the running instance, each connection to it relayed
+   * to the unix socket `socketPath` on the broker's host (how Paddock's own endpoints appear inside).
+   * Resolves once it listens.
+   */
+  listenInside(executionId: string, port: number, socketPath: string): Promise<InsideListener>;
   /**
    * The executions the provider still holds something for (a workspace), with or without an instance: the
    * lifecycle removes those it knows have ended, such as a workspace left by a broker that died between
    * preparing it and creating the instance.
    */
   leftovers(): Promise<string[]>;
+}
+
+/** A listener inside an instance (Provider.listenInside). */
+export interface InsideListener {
+  /** Resolves (never rejects) when the listener has stopped, with why. */
+  readonly ended: Promise<string>;
+  /** Stops it and the connections it carries; safe to call again. */
+  stop(): Promise<void>;
 }
 
 /** Labels on every instance: who it belongs to and when it must end, readable again after a crash. */

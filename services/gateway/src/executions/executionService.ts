@@ -1,6 +1,6 @@
 import { NatsError } from 'nats';
 import { BlobStore } from '@paddock/blobs';
-import { ConflictError, MessageTooLargeError, NotFoundError, PermanentError } from '@paddock/errors';
+import { ConflictError, MessageTooLargeError, NotFoundError, PermanentError, UnauthorizedError } from '@paddock/errors';
 import { topics, type Bus } from '@paddock/bus';
 import { ExecutionSpec, type BlobRef } from '@paddock/proto';
 import { sealSpec } from '@paddock/secrets';
@@ -13,7 +13,8 @@ import { FINAL_STATES, type ExecutionRow, type ExecutionStore, type UnpublishedR
 import { placeInputs } from './inputs.js';
 import { normalizeRequest, toSpec } from './request.js';
 import { encodeRequested } from './requestSize.js';
-import type { ApiState, ExecutionRequest, Kind } from './schemas.js';
+import { executionOfRunToken, newRunToken, RUN_TOKEN_ENV, runTokenMatches, runTokenSha256 } from './runTokens.js';
+import type { ApiState, ContainerRuntimeName, ExecutionRequest, Kind } from './schemas.js';
 
 export interface ExecutionView {
   id: string;
@@ -35,6 +36,9 @@ export interface ExecutionView {
   resources: { cpus: number; memoryMb: number };
   timeoutS: number;
   network: 'none' | 'bridge';
+  containerRuntime: ContainerRuntimeName;
+  /** Names of the stored secrets it was given. */
+  secrets: string[];
   service: boolean;
   createdAt: string;
   startedAt: string | null;
@@ -63,6 +67,9 @@ export function view(row: ExecutionRow): ExecutionView {
     resources: r.resources,
     timeoutS: r.timeoutS,
     network: r.network,
+    // Rows stored before these existed ran under runc and were given every secret of an agent's owner.
+    containerRuntime: r.containerRuntime ?? 'runc',
+    secrets: r.secrets ?? [],
     service: r.service ?? false,
     createdAt: row.createdAt.toISOString(),
     startedAt: row.startedAt?.toISOString() ?? null,
@@ -110,15 +117,18 @@ export class ExecutionService {
     const request = normalizeRequest(body, this.config);
     const id = newId();
     const inputs = placeInputs(request);
-    // An agent's provider keys may come from the owner's stored secrets; the request's own env wins. What
-    // may be secret is sealed for the broker before the spec is stored or published.
-    const spec = sealSpec(toSpec(request, request.kind === 'agent' ? await this.secrets.values(user.id) : {}, inputs), this.secrets.box, id);
+    // Only the stored secrets the request names enter the container (the request's own env wins), and the
+    // run token, which no request can set. What may be secret is sealed for the broker before the spec is
+    // stored or published.
+    const secretEnv = await this.secrets.valuesOf(user.id, request.secrets);
+    const runToken = newRunToken(id);
+    const spec = sealSpec(toSpec(request, secretEnv, inputs, { [RUN_TOKEN_ENV]: runToken }), this.secrets.box, id);
     encodeRequested({ executionId: id, ownerId: user.id, spec, requestedAtMs: Date.now() });
     // The root of the execution's trace: the scheduler and the broker continue it from the bus message.
     return withSpan('gateway.create_execution', { 'paddock.execution_id': id, 'paddock.owner': user.id }, async () => {
       // Before the row: a published request must never name a blob that is not there yet.
       for (const bytes of inputs.blobs.values()) await this.blobs.put(bytes);
-      const row = await this.store.insert(id, user.id, request, spec);
+      const row = await this.store.insert(id, user.id, request, spec, runTokenSha256(runToken));
       const outcome = await this.publishRequest(id, user.id, spec, row.createdAt.getTime());
       if (outcome.kind === 'later') this.log.warn({ err: outcome.err, executionId: id }, 'request not on the bus yet; the outbox will retry');
       if (outcome.kind === 'refused') return (await this.refuse(id, outcome.reason)) ?? row;
@@ -160,6 +170,19 @@ export class ExecutionService {
   async get(user: User, id: string): Promise<ExecutionRow> {
     const row = await this.store.get(id, user.isAdmin ? null : user.id);
     if (!row) throw new NotFoundError('execution', id);
+    return row;
+  }
+
+  /**
+   * The execution a run token belongs to, if that is the one asked for: a run token sees its own execution
+   * only (another id is not found, as for another user), and stops working once the execution is final.
+   */
+  async getWithRunToken(token: string, id: string): Promise<ExecutionRow> {
+    const claimed = executionOfRunToken(token);
+    const row = claimed === undefined ? null : await this.store.get(claimed, null);
+    if (!row?.request.runTokenSha256 || !runTokenMatches(token, row.request.runTokenSha256)) throw new UnauthorizedError('the run token is not valid');
+    if (FINAL_STATES.includes(row.state)) throw new UnauthorizedError(`the run token of execution ${row.id} ended with it: the execution is ${row.state}`);
+    if (row.id !== id) throw new NotFoundError('execution', id);
     return row;
   }
 

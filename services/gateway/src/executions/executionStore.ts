@@ -13,6 +13,11 @@ export interface StoredRequest extends Omit<NormalizedRequest, 'files' | 'env' |
   repo: { url: string; branch: string | null } | null;
   /** Absent from rows stored before large scripts went to the blob store. */
   scriptRef?: BlobRef | null;
+  /**
+   * The SHA-256 of the execution's run token (runTokens.ts), never shown: kept with the request because it
+   * is issued with it and lives exactly as long as the row. Absent from rows stored before run tokens.
+   */
+  runTokenSha256?: string;
 }
 
 /** A row whose request has not reached the bus yet, with its spec as stored (it may not decode any more). */
@@ -57,9 +62,11 @@ export const FINAL_STATES: readonly ApiState[] = ['completed', 'failed', 'cancel
 export class ExecutionStore {
   constructor(private readonly pool: Pool) {}
 
-  async insert(id: string, ownerId: string, request: NormalizedRequest, spec: ExecutionSpec): Promise<ExecutionRow> {
+  /** `runTokenSha256`: the run token issued with it; a row without one accepts none. */
+  async insert(id: string, ownerId: string, request: NormalizedRequest, spec: ExecutionSpec, runTokenSha256?: string): Promise<ExecutionRow> {
     const stored: StoredRequest = {
       ...request,
+      ...(runTokenSha256 === undefined ? {} : { runTokenSha256 }),
       script: spec.scriptRef ? null : request.script,
       scriptRef: spec.scriptRef ?? null,
       files: Object.keys(request.files).sort(),

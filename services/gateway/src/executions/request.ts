@@ -1,9 +1,10 @@
 import { ValidationError } from '@paddock/errors';
-import { ExecutionKind, NetworkMode, type ExecutionSpec } from '@paddock/proto';
+import { ContainerRuntime, ExecutionKind, NetworkMode, type ExecutionSpec } from '@paddock/proto';
 import { findRuntime } from '@paddock/runtimes';
 import type { GatewayConfig } from '../config.js';
 import { placeInputs, type PlacedInputs } from './inputs.js';
-import type { ExecutionRequest, Kind } from './schemas.js';
+import { RUN_TOKEN_ENV } from './runTokens.js';
+import type { ContainerRuntimeName, ExecutionRequest, Kind } from './schemas.js';
 
 /** A request with every default filled in: what is stored and shown (but for secrets: see ExecutionStore). */
 export interface NormalizedRequest {
@@ -16,10 +17,14 @@ export interface NormalizedRequest {
   files: Record<string, string>;
   env: Record<string, string>;
   image: string;
-  resources: { cpus: number; memoryMb: number };
+  /** diskMb 0: no limit on /workspace. */
+  resources: { cpus: number; memoryMb: number; diskMb: number };
   timeoutS: number;
   network: 'none' | 'bridge';
   service: boolean;
+  containerRuntime: ContainerRuntimeName;
+  /** Names of the owner's stored secrets that enter the environment; no other does. */
+  secrets: string[];
 }
 
 const MAX_PATH = 4096;
@@ -60,15 +65,19 @@ export function normalizeRequest(body: ExecutionRequest, config: GatewayConfig):
   // Checked here rather than with `propertyNames`, which OpenAPI 3.0 schemas do not have.
   for (const name of Object.keys(body.env ?? {})) {
     if (!ENV_NAME.test(name)) throw new ValidationError(`env has a key "${name}" that must match ${ENV_NAME.source} (letters, digits and _, not first a digit)`);
+    if (name === RUN_TOKEN_ENV) throw new ValidationError(`env may not set ${RUN_TOKEN_ENV}: Paddock puts the execution's own run token there`);
   }
+  if (body.secrets?.includes(RUN_TOKEN_ENV)) throw new ValidationError(`secrets may not name ${RUN_TOKEN_ENV}: Paddock puts the execution's own run token there`);
   const cpus = body.resources?.cpus ?? config.defaults.cpus;
   const memoryMb = body.resources?.memoryMb ?? config.defaults.memoryMb;
+  const diskMb = body.resources?.diskMb ?? config.defaults.diskMb;
   // A service lives until it is stopped: only the maximum bounds it, unless it asks for less.
   const timeoutS = body.timeoutS ?? (body.service ? config.limits.maxTimeoutS : config.defaults.timeoutS);
   // Docker counts CPUs in billionths but takes no less than 0.01; a zero share would mean no limit at all.
   if (cpus < 0.01) throw new ValidationError('resources.cpus must be at least 0.01');
   if (cpus > config.limits.maxCpus) throw new ValidationError(`resources.cpus may be at most ${config.limits.maxCpus}`);
   if (memoryMb > config.limits.maxMemoryMb) throw new ValidationError(`resources.memoryMb may be at most ${config.limits.maxMemoryMb}`);
+  if (diskMb > config.limits.maxDiskMb) throw new ValidationError(`resources.diskMb may be at most ${config.limits.maxDiskMb}`);
   if (timeoutS > config.limits.maxTimeoutS) throw new ValidationError(`timeoutS may be at most ${config.limits.maxTimeoutS}`);
   return {
     kind: body.kind,
@@ -80,11 +89,13 @@ export function normalizeRequest(body: ExecutionRequest, config: GatewayConfig):
     files,
     env: body.env ?? {},
     image: body.image ?? runtime?.image ?? config.defaults.image,
-    resources: { cpus, memoryMb },
+    resources: { cpus, memoryMb, diskMb },
     timeoutS,
     // An agent talks to its LLM provider: it gets a network unless the request says otherwise.
     network: body.network ?? (body.kind === 'agent' ? 'bridge' : 'none'),
     service: body.service ?? false,
+    containerRuntime: body.containerRuntime ?? config.defaults.containerRuntime,
+    secrets: body.secrets ?? [],
   };
 }
 
@@ -95,27 +106,34 @@ const KINDS: Record<Kind, ExecutionKind> = {
 };
 
 /**
- * The spec the scheduler and broker get; `secretEnv` (the owner's secrets) is under the request's own env.
+ * The spec the scheduler and broker get; `secretEnv` (the owner's secrets the request names) is under the
+ * request's own env, and `paddockEnv` (the run token) over it.
  * Files and script are where `inputs` put them: inline, or by reference to the blob store.
  */
-export function toSpec(r: NormalizedRequest, secretEnv: Record<string, string> = {}, inputs: PlacedInputs = placeInputs(r)): ExecutionSpec {
+export function toSpec(
+  r: NormalizedRequest,
+  secretEnv: Record<string, string> = {},
+  inputs: PlacedInputs = placeInputs(r),
+  paddockEnv: Record<string, string> = {},
+): ExecutionSpec {
   return {
     kind: KINDS[r.kind],
     command: r.command ?? '',
     script: inputs.script,
     files: inputs.files,
-    env: { ...secretEnv, ...r.env },
+    env: { ...secretEnv, ...r.env, ...paddockEnv },
     image: r.image,
     cpuMillis: Math.round(r.resources.cpus * 1000),
     memoryBytes: r.resources.memoryMb * 1024 * 1024,
     timeoutMs: r.timeoutS * 1000,
     network: r.network === 'bridge' ? NetworkMode.NETWORK_MODE_BRIDGE : NetworkMode.NETWORK_MODE_NONE,
+    containerRuntime: r.containerRuntime === 'gvisor' ? ContainerRuntime.CONTAINER_RUNTIME_GVISOR : ContainerRuntime.CONTAINER_RUNTIME_RUNC,
     pidsLimit: 0,
     service: r.service,
     sealed: Buffer.alloc(0),
     fileRefs: inputs.fileRefs,
     scriptRef: inputs.scriptRef,
-    diskBytes: 0,
+    diskBytes: r.resources.diskMb * 1024 * 1024,
     agent:
       r.kind === 'agent'
         ? { runtime: r.runtime ?? '', prompt: r.prompt ?? '', repoUrl: r.repo?.url ?? '', repoBranch: r.repo?.branch ?? '', repoToken: r.repo?.token ?? '' }

@@ -23,10 +23,16 @@ export interface ExecutionRequest {
   files?: Record<string, string>;
   env?: Record<string, string>;
   image?: string;
-  resources?: { cpus?: number; memoryMb?: number };
+  resources?: { cpus?: number; memoryMb?: number; diskMb?: number };
   timeoutS?: number;
   network?: 'none' | 'bridge';
+  containerRuntime?: ContainerRuntimeName;
+  secrets?: string[];
 }
+
+/** The OCI runtimes a request may ask for: runc (the default) or gVisor (runsc). */
+export const CONTAINER_RUNTIMES = ['runc', 'gvisor'] as const;
+export type ContainerRuntimeName = (typeof CONTAINER_RUNTIMES)[number];
 
 export const executionRequestSchema = {
   type: 'object',
@@ -77,10 +83,27 @@ export const executionRequestSchema = {
       properties: {
         cpus: { type: 'number', minimum: 0.01, description: 'CPU cores, in steps of 0.001; at least 0.01' },
         memoryMb: { type: 'integer', minimum: 16 },
+        diskMb: { type: 'integer', minimum: 16, description: 'the most /workspace may hold; a job that needs more ends failed, saying so' },
       },
     },
     timeoutS: { type: 'integer', minimum: 1 },
-    network: { type: 'string', enum: ['none', 'bridge'] },
+    network: {
+      type: 'string',
+      enum: ['none', 'bridge'],
+      description: 'none (the default for jobs): no network at all; bridge (the default for agents): a network of the execution\'s own, with the internet and nothing of the host or of other executions',
+    },
+    containerRuntime: {
+      type: 'string',
+      enum: CONTAINER_RUNTIMES,
+      description: 'runc (the default): Linux namespaces and cgroups; gvisor: also under gVisor\'s user-space kernel (runsc)',
+    },
+    secrets: {
+      type: 'array',
+      maxItems: 100,
+      uniqueItems: true,
+      items: { type: 'string', pattern: '^[A-Za-z_][A-Za-z0-9_]{0,127}$' },
+      description: 'names of the caller\'s stored secrets to put in the environment (the request\'s own env wins); no other secret enters the container',
+    },
     service: {
       type: 'boolean',
       description: 'keep the instance up after its work (tmux session `agent`, SSH, terminal) until it is cancelled; without timeoutS it has none but the maximum',
@@ -120,17 +143,19 @@ export const executionView = {
     env: { type: 'array', items: { type: 'string' }, description: 'names of the variables given (values are not shown)' },
     resources: {
       type: 'object',
-      properties: { cpus: { type: 'number' }, memoryMb: { type: 'integer' } },
+      properties: { cpus: { type: 'number' }, memoryMb: { type: 'integer' }, diskMb: { type: 'integer', description: '0: no limit' } },
       required: ['cpus', 'memoryMb'],
     },
     timeoutS: { type: 'integer' },
     network: { type: 'string', enum: ['none', 'bridge'] },
+    containerRuntime: { type: 'string', enum: CONTAINER_RUNTIMES },
+    secrets: { type: 'array', items: { type: 'string' }, description: 'names of the stored secrets given (values are not shown)' },
     service: { type: 'boolean' },
     createdAt: { type: 'string' },
     startedAt: nullableString,
     finishedAt: nullableString,
   },
-  required: ['id', 'owner', 'kind', 'state', 'exitCode', 'error', 'image', 'command', 'script', 'scriptRef', 'runtime', 'prompt', 'repo', 'resources', 'timeoutS', 'network', 'createdAt', 'startedAt', 'finishedAt'],
+  required: ['id', 'owner', 'kind', 'state', 'exitCode', 'error', 'image', 'command', 'script', 'scriptRef', 'runtime', 'prompt', 'repo', 'resources', 'timeoutS', 'network', 'containerRuntime', 'secrets', 'createdAt', 'startedAt', 'finishedAt'],
 } as const;
 
 export const idParams = {

@@ -17,7 +17,7 @@ export const secretRoutes: FastifyPluginAsync<{ secrets: SecretStore }> = async 
     {
       schema: {
         tags: ['secrets'],
-        summary: 'Set a secret; agent executions of this user get it as an environment variable of that name',
+        summary: "Set a secret; an execution of this user that names it in `secrets` gets it as an environment variable of that name",
         params: nameParams,
         body: { type: 'object', additionalProperties: false, required: ['value'], properties: { value: { type: 'string', maxLength: 65536 } } },
         response: { 204: { type: 'null' }, ...errorResponses },

@@ -1,4 +1,5 @@
 import type { Pool } from '@paddock/db';
+import { PaddockError } from '@paddock/errors';
 import type { SecretBox } from '@paddock/secrets';
 
 export interface SecretInfo {
@@ -6,7 +7,7 @@ export interface SecretInfo {
   updatedAt: Date;
 }
 
-/** The secrets table: values go in sealed and come out only for an execution's environment. */
+/** The secrets table: values go in sealed and come out only for the environment of an execution that names them. */
 export class SecretStore {
   constructor(
     private readonly pool: Pool,
@@ -33,10 +34,28 @@ export class SecretStore {
     return (r.rowCount ?? 0) > 0;
   }
 
-  /** Every secret of the owner, opened: what an agent's environment starts from. */
-  async values(ownerId: string): Promise<Record<string, string>> {
-    const r = await this.pool.query<{ name: string; sealed: Buffer }>(`SELECT name, sealed FROM secrets WHERE owner_id = $1`, [ownerId]);
+  /**
+   * The secrets a request names, opened for its environment, and no other of the owner's. A name the owner
+   * has no secret for is refused (UnknownSecretError), naming every one missing.
+   */
+  async valuesOf(ownerId: string, names: readonly string[]): Promise<Record<string, string>> {
+    if (names.length === 0) return {};
+    const r = await this.pool.query<{ name: string; sealed: Buffer }>(`SELECT name, sealed FROM secrets WHERE owner_id = $1 AND name = ANY($2::text[])`, [ownerId, [...names]]);
+    const missing = names.filter((name) => !r.rows.some((row) => row.name === name));
+    if (missing.length > 0) throw new UnknownSecretError(missing);
     return Object.fromEntries(r.rows.map((row) => [row.name, this.box.open(row.sealed, associated(ownerId, row.name))]));
+  }
+}
+
+/** A request names secrets its owner never stored. */
+export class UnknownSecretError extends PaddockError {
+  constructor(readonly names: readonly string[]) {
+    super(
+      'unknown_secret',
+      400,
+      `${names.length === 1 ? 'no secret' : 'no secrets'} named ${names.map((n) => `"${n}"`).join(', ')}: store ${names.length === 1 ? 'it' : 'them'} first (PUT /api/v1/secrets/{name}), or leave ${names.length === 1 ? 'it' : 'them'} out of "secrets"`,
+    );
+    this.name = 'UnknownSecretError';
   }
 }
 

@@ -40,6 +40,17 @@ export enum NetworkMode {
   UNRECOGNIZED = -1,
 }
 
+/**
+ * The OCI runtime a container runs under: runc (the kernel's namespaces and cgroups) or gVisor's runsc
+ * (a user-space kernel between the job and the host's). Unspecified means runc.
+ */
+export enum ContainerRuntime {
+  CONTAINER_RUNTIME_UNSPECIFIED = 0,
+  CONTAINER_RUNTIME_RUNC = 1,
+  CONTAINER_RUNTIME_GVISOR = 2,
+  UNRECOGNIZED = -1,
+}
+
 /** What to run and with what, validated by the gateway; every field is complete (defaults filled). */
 export interface ExecutionSpec {
   kind: ExecutionKind;
@@ -77,6 +88,8 @@ export interface ExecutionSpec {
     | undefined;
   /** The most /workspace may hold; 0 for no limit. A job that needs more ends failed, saying so. */
   diskBytes: number;
+  /** Absent or unspecified: runc. */
+  containerRuntime?: ContainerRuntime | undefined;
 }
 
 export interface ExecutionSpec_FilesEntry {
@@ -163,6 +176,7 @@ function createBaseExecutionSpec(): ExecutionSpec {
     fileRefs: {},
     scriptRef: undefined,
     diskBytes: 0,
+    containerRuntime: undefined,
   };
 }
 
@@ -218,6 +232,9 @@ export const ExecutionSpec: MessageFns<ExecutionSpec> = {
     }
     if (message.diskBytes !== 0) {
       writer.uint32(136).uint64(message.diskBytes);
+    }
+    if (message.containerRuntime !== undefined) {
+      writer.uint32(144).int32(message.containerRuntime);
     }
     return writer;
   },
@@ -380,6 +397,14 @@ export const ExecutionSpec: MessageFns<ExecutionSpec> = {
             message.diskBytes = longToNumber(reader.uint64());
             continue;
           }
+          case 18: {
+            if (tag !== 144) {
+              break;
+            }
+
+            message.containerRuntime = reader.int32() as any;
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -442,6 +467,7 @@ export const ExecutionSpec: MessageFns<ExecutionSpec> = {
       ? BlobRef.fromPartial(object.scriptRef)
       : undefined;
     message.diskBytes = object.diskBytes ?? 0;
+    message.containerRuntime = object.containerRuntime ?? undefined;
     return message;
   },
 };

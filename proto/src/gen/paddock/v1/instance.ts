@@ -10,9 +10,11 @@ import {
   type CallOptions,
   type ChannelCredentials,
   Client,
+  type ClientDuplexStream,
   type ClientOptions,
   type ClientReadableStream,
   type ClientUnaryCall,
+  type handleBidiStreamingCall,
   type handleServerStreamingCall,
   type handleUnaryCall,
   makeGenericClientConstructor,
@@ -124,8 +126,15 @@ export interface AccessRequest {
   executionId: string;
 }
 
-/** How to reach a running instance's sshd: the broker publishes :22 on its host's loopback. */
+/**
+ * How to log in to a running instance's sshd, which listens on port 2222 inside it: reach that port through
+ * the Relay RPC (every instance, whatever its network).
+ */
 export interface AccessReply {
+  /**
+   * Set only while the provider also publishes sshd on its host (0 and empty otherwise): nothing should need
+   * it, since the relay reaches every instance.
+   */
   sshHost: string;
   sshPort: number;
   username: string;
@@ -144,6 +153,25 @@ export interface ExecOutput {
   stream: OutputStream;
   data: Buffer;
   exitCode?: number | undefined;
+}
+
+/** What the caller names in the first frame of a Relay call. */
+export interface RelayOpen {
+  executionId: string;
+  /** A TCP port inside the instance, reached as a process of the instance reaches 127.0.0.1:<port>. */
+  port: number;
+}
+
+/**
+ * One frame of a Relay call. The caller's first frame carries `open` (and may carry bytes); the broker's
+ * first frame is empty and says that the connection inside is open; every other frame, both ways, carries
+ * bytes. The caller ends its stream to half-close (the server inside reads
+ * EOF); the broker sends `eof` when the server inside closed its side, and ends the call once both have.
+ */
+export interface RelayFrame {
+  open: RelayOpen | undefined;
+  data: Buffer;
+  eof: boolean;
 }
 
 /** paddock.v1.service.<service>.heartbeat (core NATS, every second): a service process that is up and ready. */
@@ -1208,6 +1236,152 @@ export const ExecOutput: MessageFns<ExecOutput> = {
   },
 };
 
+function createBaseRelayOpen(): RelayOpen {
+  return { executionId: "", port: 0 };
+}
+
+export const RelayOpen: MessageFns<RelayOpen> = {
+  encode(message: RelayOpen, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.executionId !== "") {
+      writer.uint32(10).string(message.executionId);
+    }
+    if (message.port !== 0) {
+      writer.uint32(16).uint32(message.port);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RelayOpen {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRelayOpen();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.executionId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.port = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create<I extends Exact<DeepPartial<RelayOpen>, I>>(base?: I): RelayOpen {
+    return RelayOpen.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RelayOpen>, I>>(object: I): RelayOpen {
+    const message = createBaseRelayOpen();
+    message.executionId = object.executionId ?? "";
+    message.port = object.port ?? 0;
+    return message;
+  },
+};
+
+function createBaseRelayFrame(): RelayFrame {
+  return { open: undefined, data: Buffer.alloc(0), eof: false };
+}
+
+export const RelayFrame: MessageFns<RelayFrame> = {
+  encode(message: RelayFrame, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.open !== undefined) {
+      RelayOpen.encode(message.open, writer.uint32(10).fork()).join();
+    }
+    if (message.data.length !== 0) {
+      writer.uint32(18).bytes(message.data);
+    }
+    if (message.eof !== false) {
+      writer.uint32(24).bool(message.eof);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RelayFrame {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRelayFrame();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.open = RelayOpen.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.data = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.eof = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create<I extends Exact<DeepPartial<RelayFrame>, I>>(base?: I): RelayFrame {
+    return RelayFrame.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RelayFrame>, I>>(object: I): RelayFrame {
+    const message = createBaseRelayFrame();
+    message.open = (object.open !== undefined && object.open !== null) ? RelayOpen.fromPartial(object.open) : undefined;
+    message.data = object.data ?? Buffer.alloc(0);
+    message.eof = object.eof ?? false;
+    return message;
+  },
+};
+
 function createBaseServiceHeartbeat(): ServiceHeartbeat {
   return { service: "", instanceId: "", atMs: 0 };
 }
@@ -1289,7 +1463,7 @@ export const ServiceHeartbeat: MessageFns<ServiceHeartbeat> = {
 
 /**
  * The broker's API to the scheduler (Launch, Cancel: idempotent by execution id) and to the gateway
- * (Access, Exec: only for an instance that runs on this broker).
+ * (Access, Exec, Relay: only for an instance that runs on this broker).
  */
 export type BrokerService = typeof BrokerService;
 export const BrokerService = {
@@ -1336,6 +1510,20 @@ export const BrokerService = {
     responseSerialize: (value: ExecOutput): Buffer => Buffer.from(ExecOutput.encode(value).finish()),
     responseDeserialize: (value: Buffer): ExecOutput => ExecOutput.decode(value),
   },
+  /**
+   * A byte stream to a TCP port inside a running instance (see RelayFrame), whatever its network: NOT_FOUND
+   * when it does not run here, FAILED_PRECONDITION when nothing listens on the port, INVALID_ARGUMENT for
+   * a first frame without an execution and a port in 1-65535. Both ways respect flow control.
+   */
+  relay: {
+    path: "/paddock.v1.Broker/Relay" as const,
+    requestStream: true as const,
+    responseStream: true as const,
+    requestSerialize: (value: RelayFrame): Buffer => Buffer.from(RelayFrame.encode(value).finish()),
+    requestDeserialize: (value: Buffer): RelayFrame => RelayFrame.decode(value),
+    responseSerialize: (value: RelayFrame): Buffer => Buffer.from(RelayFrame.encode(value).finish()),
+    responseDeserialize: (value: Buffer): RelayFrame => RelayFrame.decode(value),
+  },
 } as const;
 
 export interface BrokerServer extends UntypedServiceImplementation {
@@ -1350,6 +1538,12 @@ export interface BrokerServer extends UntypedServiceImplementation {
   access: handleUnaryCall<AccessRequest, AccessReply>;
   /** Runs a command in a running instance as the agent user, in /workspace. */
   exec: handleServerStreamingCall<ExecRequest, ExecOutput>;
+  /**
+   * A byte stream to a TCP port inside a running instance (see RelayFrame), whatever its network: NOT_FOUND
+   * when it does not run here, FAILED_PRECONDITION when nothing listens on the port, INVALID_ARGUMENT for
+   * a first frame without an execution and a port in 1-65535. Both ways respect flow control.
+   */
+  relay: handleBidiStreamingCall<RelayFrame, RelayFrame>;
 }
 
 export interface BrokerClient extends Client {
@@ -1407,6 +1601,14 @@ export interface BrokerClient extends Client {
   /** Runs a command in a running instance as the agent user, in /workspace. */
   exec(request: ExecRequest, options?: Partial<CallOptions>): ClientReadableStream<ExecOutput>;
   exec(request: ExecRequest, metadata?: Metadata, options?: Partial<CallOptions>): ClientReadableStream<ExecOutput>;
+  /**
+   * A byte stream to a TCP port inside a running instance (see RelayFrame), whatever its network: NOT_FOUND
+   * when it does not run here, FAILED_PRECONDITION when nothing listens on the port, INVALID_ARGUMENT for
+   * a first frame without an execution and a port in 1-65535. Both ways respect flow control.
+   */
+  relay(): ClientDuplexStream<RelayFrame, RelayFrame>;
+  relay(options: Partial<CallOptions>): ClientDuplexStream<RelayFrame, RelayFrame>;
+  relay(metadata: Metadata, options?: Partial<CallOptions>): ClientDuplexStream<RelayFrame, RelayFrame>;
 }
 
 export const BrokerClient = makeGenericClientConstructor(BrokerService, "paddock.v1.Broker") as unknown as {

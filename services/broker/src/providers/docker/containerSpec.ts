@@ -1,7 +1,9 @@
 import type { ContainerCreateOptions, MountSettings } from 'dockerode';
-import { ExecutionKind, NetworkMode, type ExecutionSpec } from '@paddock/proto';
+import { ContainerRuntime, ExecutionKind, NetworkMode, type ExecutionSpec } from '@paddock/proto';
 import { findRuntime } from '@paddock/runtimes';
+import { executionNetworkName } from './executionNetworks.js';
 import { labels } from './labels.js';
+import { UnsupportedSpecError } from '../../provider/errors.js';
 import { INSTANCE_SSH_PORT } from '../../provider/provider.js';
 
 /** The unprivileged user every container runs as, whatever its kind (the base image's `agent`). */
@@ -72,6 +74,28 @@ export interface ContainerSpecInput {
    * write outside /tmp and $HOME; it still runs as uid 1000 with no capabilities.
    */
   readonly imageIsOurs: boolean;
+  /**
+   * Whether a bridged instance may reach ports of the host the broker allows (HostFirewall): it then
+   * knows the host as host.docker.internal. Otherwise the name does not resolve at all.
+   */
+  readonly hostReachable?: boolean;
+}
+
+/**
+ * The engine's runtime for a spec: `runsc` is gVisor as scripts/setup.sh registers it. A value this broker
+ * does not know (a newer gateway's) is refused rather than run under a weaker runtime.
+ */
+export function dockerRuntimeOf(spec: ExecutionSpec): 'runc' | 'runsc' {
+  switch (spec.containerRuntime) {
+    case undefined:
+    case ContainerRuntime.CONTAINER_RUNTIME_UNSPECIFIED:
+    case ContainerRuntime.CONTAINER_RUNTIME_RUNC:
+      return 'runc';
+    case ContainerRuntime.CONTAINER_RUNTIME_GVISOR:
+      return 'runsc';
+    default:
+      throw new UnsupportedSpecError(`unknown container runtime ${spec.containerRuntime}: this broker runs runc and gVisor`);
+  }
 }
 
 function command(spec: ExecutionSpec): string[] {
@@ -132,7 +156,9 @@ function volumesOf(input: ContainerSpecInput, readOnlyRoot: boolean): MountSetti
  * first instruction, with every capability dropped, no privilege escalation, Docker's default seccomp
  * profile, CPU, memory and pid limits, no network unless asked, and a read-only root filesystem when the
  * image is Paddock's: Kubernetes' "restricted" Pod Security (runAsNonRoot, allowPrivilegeEscalation false,
- * capabilities drop ALL, seccomp RuntimeDefault, readOnlyRootFilesystem).
+ * capabilities drop ALL, seccomp RuntimeDefault, readOnlyRootFilesystem). A bridged one is alone on its
+ * execution's own network (ExecutionNetworks), never on Docker's shared default bridge. Under gVisor
+ * (runsc) the same settings apply inside the sandbox.
  */
 export function containerSpec(input: ContainerSpecInput): ContainerCreateOptions {
   const { spec } = input;
@@ -185,8 +211,9 @@ export function containerSpec(input: ContainerSpecInput): ContainerCreateOptions
     Tty: false,
     HostConfig: {
       Init: true,
-      NetworkMode: bridge ? 'bridge' : 'none',
-      ...(bridge ? { ExtraHosts: ['host.docker.internal:host-gateway'] } : {}),
+      Runtime: dockerRuntimeOf(spec),
+      NetworkMode: bridge ? executionNetworkName(input.executionId) : 'none',
+      ...(bridge && input.hostReachable === true ? { ExtraHosts: ['host.docker.internal:host-gateway'] } : {}),
       ...(ssh ? { PortBindings: { [`${SSH_PORT}/tcp`]: [{ HostIp: input.sshHost ?? '127.0.0.1', HostPort: '' }] } } : {}),
       ...(input.workspaceDir ? { Binds: [`${input.workspaceDir}:${WORKSPACE}:rw`] } : {}),
       ...(volumes.length > 0 ? { Mounts: volumes } : {}),

@@ -1,6 +1,6 @@
-import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { Duplex, type Readable } from 'node:stream';
+import type { Duplex, Readable } from 'node:stream';
+import { NetworkMode } from '@paddock/proto';
 import type Docker from 'dockerode';
 import type { Container } from 'dockerode';
 import { ImageUnavailableError, InstanceNotFoundError, TransientProviderError, UnsupportedSpecError } from '../../provider/errors.js';
@@ -10,6 +10,7 @@ import type {
   ExecCommand,
   ExecProcess,
   InstanceInfo,
+  InsideListener,
   InstanceLabels,
   InstanceStats,
   InstanceSummary,
@@ -17,12 +18,14 @@ import type {
   Provider,
   WorkspaceContent,
 } from '../../provider/provider.js';
-import { containerSpec, JOB_USER, WORKSPACE } from './containerSpec.js';
+import { containerSpec, dockerRuntimeOf, JOB_USER, WORKSPACE } from './containerSpec.js';
 import { demuxFrames } from './demux.js';
+import { ExecutionNetworks, HostFirewall, HostFirewallError } from './executionNetworks.js';
 import { HostWorkspaces } from './hostWorkspaces.js';
 import { ImageBuilder } from './imageBuilder.js';
 import { labels } from './labels.js';
 import { killProcessTree } from './processTree.js';
+import { NamespaceConnection, listenInNamespace } from '../../relay/namespace.js';
 import { workspaceArchives } from './workspaceArchive.js';
 
 const IMAGE_INFO_TTL_MS = 5_000;
@@ -35,6 +38,11 @@ export interface DockerProviderOptions {
   readonly workspacesDir: string;
   /** The host address an instance's :22 is published on. */
   readonly sshHost: string;
+  /**
+   * TCP ports of the host that bridged instances may open, as host.docker.internal (a model server on
+   * the host); none by default: the rest of the host never answers them (HostFirewall).
+   */
+  readonly hostTcpPortsOpen?: readonly number[];
 }
 
 function statusOf(err: unknown): number | undefined {
@@ -64,14 +72,12 @@ function labelsOf(raw: Record<string, string> | undefined): InstanceLabels {
   };
 }
 
-/** Node's own binary relays one connection inside an instance's network namespace (the host has no socat). */
-const RELAY = `const s=require('net').connect(Number(process.argv[1]),'127.0.0.1');process.stdin.pipe(s).pipe(process.stdout);s.on('error',e=>{process.stderr.write(e.message);process.exit(1)});s.on('close',()=>process.exit(0))`;
-
 /** Executions as containers of one Docker engine, named `paddock-<execution id>` and labelled (labels.ts). */
 export class DockerProvider implements Provider {
   readonly name = 'docker';
   private readonly images: ImageBuilder;
   private readonly workspaces: HostWorkspaces;
+  private readonly networks: ExecutionNetworks;
   /** Image details for a few seconds: a burst of jobs on one image asks the engine once. */
   private readonly imageInfo = new Map<string, { info: Docker.ImageInspectInfo; atMs: number }>();
 
@@ -81,6 +87,7 @@ export class DockerProvider implements Provider {
   ) {
     this.images = new ImageBuilder(opts.imagesDir);
     this.workspaces = new HostWorkspaces(opts.workspacesDir);
+    this.networks = new ExecutionNetworks(docker, new HostFirewall({ hostTcpPortsOpen: opts.hostTcpPortsOpen ?? [] }));
   }
 
   private container(executionId: string): Container {
@@ -131,8 +138,10 @@ export class DockerProvider implements Provider {
       pidsLimit: request.pidsLimit,
       deadlineMs: request.labels.deadlineMs,
       sshHost: this.opts.sshHost,
+      hostReachable: (this.opts.hostTcpPortsOpen ?? []).length > 0,
       ...(workspaceDir === undefined ? {} : { workspaceDir }),
     });
+    if (spec.network === NetworkMode.NETWORK_MODE_BRIDGE) await this.ensureNetwork(request.labels);
     const container = await this.engine(executionId, async () => {
       try {
         return await this.docker.createContainer(options);
@@ -142,10 +151,32 @@ export class DockerProvider implements Provider {
         await this.container(executionId).remove({ force: true, v: true });
         return this.docker.createContainer(options);
       }
+    }).catch((err: unknown) => {
+      throw this.runtimeMissing(err, dockerRuntimeOf(spec)) ?? err;
     });
     // One put per writable place: a read-only root takes no archive at `/`.
     for (const { path, tar } of archives) await this.engine(executionId, () => container.putArchive(tar, { path }));
     return { instanceId: container.id, imageBuildMs };
+  }
+
+  /** The execution's own network; a host whose firewall cannot be set up gets no bridged instance at all. */
+  private async ensureNetwork(owner: InstanceLabels): Promise<void> {
+    try {
+      await this.engine(owner.executionId, () => this.networks.ensure(owner));
+    } catch (err) {
+      if (err instanceof HostFirewallError) throw new UnsupportedSpecError(err.message);
+      throw err;
+    }
+  }
+
+  /** The engine refuses a runtime it has not registered (400 "unknown or invalid runtime name"). */
+  private runtimeMissing(err: unknown, runtime: string): UnsupportedSpecError | undefined {
+    if (statusOf(err) !== 400 || !/runtime/i.test((err as Error).message)) return undefined;
+    return new UnsupportedSpecError(
+      runtime === 'runsc'
+        ? 'gVisor was asked for, but this broker\'s Docker engine has no "runsc" runtime: install runsc and register it with dockerd (scripts/setup.sh does both), or ask for containerRuntime "runc"'
+        : `this broker's Docker engine has no "${runtime}" runtime`,
+    );
   }
 
   /** The image's details; one of Paddock's own that is missing is built first, its progress reported. */
@@ -234,6 +265,8 @@ export class DockerProvider implements Provider {
       // 404: gone already; 409: its removal is under way.
       if (statusOf(err) !== 404 && statusOf(err) !== 409) throw classified(err, executionId);
     }
+    // After the container: the engine keeps a network that still has one attached.
+    await this.engine(executionId, () => this.networks.remove(executionId));
     await this.workspaces.remove(executionId);
   }
 
@@ -309,26 +342,30 @@ export class DockerProvider implements Provider {
   }
 
   /**
-   * Inside the container's network namespace, as kubelet's dockershim did port-forward: works for any
-   * image, for a container with no network, and for a server bound to 127.0.0.1; the host never dials
-   * the container's bridge address. Needs root on the engine's host.
+   * Inside the container's network namespace, as kubelet's dockershim did port-forward (see
+   * relay/namespace.ts): works for any image, for a container with no network, and for a server bound to
+   * 127.0.0.1; the host never dials the container's bridge address. Needs root on the engine's host. Under
+   * gVisor it needs runsc's `--network=host` (scripts/setup.sh registers it so), which keeps the sandbox's
+   * sockets in the container's namespace instead of gVisor's own network stack.
    */
   async reachPort(executionId: string, port: number): Promise<Duplex> {
     if (!Number.isInteger(port) || port < 1 || port > 65535) throw new UnsupportedSpecError(`port ${port} is not a TCP port`);
+    return new NamespaceConnection(await this.runningPid(executionId), executionId, port);
+  }
+
+  async listenInside(executionId: string, port: number, socketPath: string): Promise<InsideListener> {
+    return listenInNamespace(await this.runningPid(executionId), { name: `${socketPath} at port ${port}`, port, socketPath });
+  }
+
+  /** The host pid of the container's first process, whose network namespace is the container's. */
+  private async runningPid(executionId: string): Promise<number> {
     const info = await this.engine(executionId, () => this.container(executionId).inspect());
     if (!info.State.Running || !info.State.Pid) throw new InstanceNotFoundError(executionId);
-    const child = spawn('nsenter', ['-t', String(info.State.Pid), '-n', '--', process.execPath, '-e', RELAY, String(port)], { stdio: ['pipe', 'pipe', 'pipe'] });
-    let errors = '';
-    child.stderr.on('data', (d: Buffer) => (errors += d.toString()));
-    const duplex = Duplex.from({ readable: child.stdout, writable: child.stdin });
-    child.once('exit', (code) => {
-      if (code !== 0) duplex.destroy(new Error(`cannot reach port ${port} of execution ${executionId}: ${errors.trim() || `relay exited with ${code}`}`));
-    });
-    duplex.once('close', () => child.kill('SIGKILL'));
-    return duplex;
+    return info.State.Pid;
   }
 
   async leftovers(): Promise<string[]> {
-    return this.workspaces.executions();
+    const [workspaces, networks] = await Promise.all([this.workspaces.executions(), this.engine('', () => this.networks.executions())]);
+    return [...new Set([...workspaces, ...networks])];
   }
 }
