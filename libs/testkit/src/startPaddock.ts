@@ -130,6 +130,9 @@ function removeContainersOf(brokerId: string): void {
   try {
     const ids = execFileSync('docker', ['ps', '-aq', '--filter', `label=io.paddock.broker-id=${brokerId}`], { encoding: 'utf8' }).split('\n').filter(Boolean);
     if (ids.length > 0) execFileSync('docker', ['rm', '-f', ...ids], { stdio: 'ignore' });
+    // The networks of its bridged executions go with them.
+    const networks = execFileSync('docker', ['network', 'ls', '-q', '--filter', `label=io.paddock.broker-id=${brokerId}`], { encoding: 'utf8' }).split('\n').filter(Boolean);
+    if (networks.length > 0) execFileSync('docker', ['network', 'rm', ...networks], { stdio: 'ignore' });
   } catch {
     // Docker is gone too: nothing to clean.
   }

@@ -65,5 +65,5 @@ test('remove is idempotent and takes the workspace with it', async () => {
   await provider.remove(executionId);
   await provider.remove(executionId);
   assert.deepEqual(await provider.list({ brokerId, executionId }), []);
-  assert.deepEqual(await provider.leftovers(), []);
+  assert.deepEqual(await provider.leftovers(brokerId), []);
 });

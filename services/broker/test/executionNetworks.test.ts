@@ -149,8 +149,8 @@ test('the network goes with the instance, and one a crash left behind is among t
   const orphan = await launch('alice', 'sleep 60');
   // A broker that died after removing the container and before removing its network.
   await docker.getContainer(`paddock-${orphan}`).remove({ force: true });
-  assert.ok((await provider.leftovers()).includes(orphan));
+  assert.ok((await provider.leftovers(brokerId)).includes(orphan));
   await provider.remove(orphan);
   await assert.rejects(docker.getNetwork(executionNetworkName(orphan)).inspect(), { statusCode: 404 });
-  assert.ok(!(await provider.leftovers()).includes(orphan));
+  assert.ok(!(await provider.leftovers(brokerId)).includes(orphan));
 });

@@ -668,7 +668,7 @@ export class InstanceManager {
       if (seen.has(row.executionId)) continue;
       settled = (await this.settle(row.executionId, () => this.reconcileRow(row))) && settled;
     }
-    for (const executionId of await this.provider.leftovers()) {
+    for (const executionId of await this.provider.leftovers(this.config.brokerId)) {
       if (seen.has(executionId)) continue;
       settled = (await this.settle(executionId, () => this.removeLeftovers(executionId))) && settled;
     }

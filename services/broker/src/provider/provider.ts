@@ -64,9 +64,9 @@ export interface Provider {
   /**
    * The executions the provider still holds something for (a workspace), with or without an instance: the
    * lifecycle removes those it knows have ended, such as a workspace left by a broker that died between
-   * preparing it and creating the instance.
+   * preparing it and creating the instance. Only this broker's: several brokers may share one engine.
    */
-  leftovers(): Promise<string[]>;
+  leftovers(brokerId: string): Promise<string[]>;
 }
 
 /** A listener inside an instance (Provider.listenInside). */

@@ -364,8 +364,8 @@ export class DockerProvider implements Provider {
     return info.State.Pid;
   }
 
-  async leftovers(): Promise<string[]> {
-    const [workspaces, networks] = await Promise.all([this.workspaces.executions(), this.engine('', () => this.networks.executions())]);
+  async leftovers(brokerId: string): Promise<string[]> {
+    const [workspaces, networks] = await Promise.all([this.workspaces.executions(), this.engine('', () => this.networks.executions(brokerId))]);
     return [...new Set([...workspaces, ...networks])];
   }
 }

@@ -198,8 +198,9 @@ export class ExecutionNetworks {
   }
 
   /** The executions that still have a network, by label: what a crash may have left. */
-  async executions(): Promise<string[]> {
-    const networks = await this.docker.listNetworks({ filters: { label: [labels.executionId] } });
+  /** The executions of `brokerId` that have a network. */
+  async executions(brokerId: string): Promise<string[]> {
+    const networks = await this.docker.listNetworks({ filters: { label: [labels.executionId, `${labels.brokerId}=${brokerId}`] } });
     return networks.map((n) => n.Labels?.[labels.executionId] ?? '').filter((id) => id !== '');
   }
 }
