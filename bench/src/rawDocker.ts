@@ -28,6 +28,7 @@ const DEFAULT_SPEC: ExecutionSpec = {
   fileRefs: {},
   scriptRef: undefined,
   diskBytes: 0,
+  egress: [],
 };
 
 /**

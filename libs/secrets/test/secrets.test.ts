@@ -57,6 +57,7 @@ const spec: ExecutionSpec = {
   fileRefs: {},
   scriptRef: undefined,
   diskBytes: 0,
+  egress: [],
 };
 
 test('a sealed spec carries no env value or token in clear, and opens back whole for its own execution only', () => {

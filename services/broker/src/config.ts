@@ -34,6 +34,11 @@ export interface BrokerConfig extends CommonConfig {
   /** Paddock's own endpoints offered at 127.0.0.1:<port> inside every running instance (see relay/). */
   readonly relayEndpoints: readonly RelayEndpoint[];
   /**
+   * Whether an egress allowlist may lead to addresses of this host or of private networks. Off: the proxy
+   * runs on this host, and such a name would reach Paddock's own services.
+   */
+  readonly egressAllowInternal: boolean;
+  /**
    * `bind`: /workspace is a folder of this host (under workspacesDir), filled and zipped without the engine;
    * needs root (the folder is handed to uid 1000) and the engine on this host. `archive`: through the engine.
    */
@@ -82,6 +87,7 @@ export function brokerConfig(env: Env): BrokerConfig {
     imagesDir: read.string('PADDOCK_IMAGES_DIR', CHECKOUT_IMAGES_DIR),
     sshHost: read.string('PADDOCK_BROKER_SSH_HOST', '127.0.0.1'),
     instanceHostPorts: hostPorts(read.string('PADDOCK_INSTANCE_HOST_PORTS', '')),
+    egressAllowInternal: read.bool('PADDOCK_EGRESS_ALLOW_INTERNAL', false),
     relayEndpoints: parseRelayEndpoints('PADDOCK_RELAY_ENDPOINTS', read.string('PADDOCK_RELAY_ENDPOINTS', '')),
     workspaceMode: workspaceMode(read.string('PADDOCK_WORKSPACE_MODE', process.getuid?.() === 0 ? 'bind' : 'archive')),
     workspacesDir: read.string('PADDOCK_WORKSPACES_DIR', `${common.home}/workspaces`),

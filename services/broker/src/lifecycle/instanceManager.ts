@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { join } from 'node:path';
 import type { Duplex } from 'node:stream';
 import { status as GrpcStatus } from '@grpc/grpc-js';
 import type { BlobStore } from '@paddock/blobs';
@@ -14,6 +15,7 @@ import { InstanceNotFoundError, TransientProviderError, UnsupportedSpecError } f
 import { INSTANCE_SSH_PORT, type CreatedInstance, type InstanceSummary, type OutputFrame, type Provider } from '../provider/provider.js';
 import type { RelayEndpoint } from '../relay/endpoints.js';
 import { OutboundRelays } from '../relay/outboundRelays.js';
+import { EgressProxies } from '../egress/egressProxies.js';
 import { isUnavailable, onBus, type BusUnavailableError, type DatabaseUnavailableError } from '../unavailable.js';
 import { clearRun, runOf, type Instance, type Run } from './instance.js';
 import { LaunchError } from './launchError.js';
@@ -65,6 +67,8 @@ export class InstanceManager {
   private failedPasses = 0;
   /** Paddock's own endpoints inside each running instance. */
   private readonly relays: OutboundRelays;
+  /** The egress proxy of each running instance that asked for an allowlist. */
+  private readonly egress: EgressProxies;
 
   constructor(
     private readonly provider: Provider,
@@ -79,6 +83,7 @@ export class InstanceManager {
     relayEndpoints: readonly RelayEndpoint[] = [],
   ) {
     this.relays = new OutboundRelays(provider, relayEndpoints, log);
+    this.egress = new EgressProxies(join(config.home, 'run'), log, config.egressAllowInternal);
   }
 
   private get stopping(): boolean {
@@ -174,6 +179,8 @@ export class InstanceManager {
         // Kept sealed: the table holds nothing that logs in.
         await this.store.setSshPassword(executionId, this.box.seal(sshPassword, sshAssociated(executionId)).toString('base64'));
       }
+      // Up before the job: its first request through the proxy finds it listening once the relay is.
+      await this.egress.start(executionId, spec.egress);
       const labels = { brokerId: this.config.brokerId, executionId, ownerId, deadlineMs: Date.now() + spec.timeoutMs };
       const createStartedAtMs = Date.now();
       made = await this.retrying(log, 'create', () =>
@@ -218,7 +225,7 @@ export class InstanceManager {
     const { executionId } = instance;
     const startedAtMs = Date.now();
     const deadlineMs = startedAtMs + spec.timeoutMs;
-    this.relays.start(executionId);
+    this.relays.start(executionId, this.egress.endpointsOf(executionId));
     try {
       await this.announceStarted(log, executionId, made.instanceId, startedAtMs);
       await this.persist(log, 'recording the start', () => this.store.started(executionId, made.instanceId, startedAtMs, deadlineMs));
@@ -257,6 +264,7 @@ export class InstanceManager {
   private async undoLaunch(instance: Instance, log: Logger, err: DatabaseUnavailableError | BusUnavailableError): Promise<never> {
     const { executionId } = instance;
     log.warn({ err: err.message }, 'a dependency is unavailable while provisioning; removing what the launch made');
+    await this.egress.stop(executionId, { forget: true });
     await this.retrying(log, 'remove', () => this.provider.remove(executionId)).catch((removeErr: unknown) =>
       log.error({ err: removeErr }, 'removing the instance of an undone launch failed; the next reconciliation removes it'),
     );
@@ -559,6 +567,7 @@ export class InstanceManager {
     instance.phase = { name: 'ending', run };
     if (run) clearRun(run);
     await this.relays.stop(executionId);
+    await this.egress.stop(executionId, { forget: true });
     // Waits for NATS as long as it is away; fails only for what NATS can never take, or the broker stopping.
     await instance.output.end().catch((err: unknown) => {
       if (this.stopping) throw new BrokerStoppingError('publishing the end of the output');
@@ -809,7 +818,10 @@ export class InstanceManager {
     this.instances.set(executionId, instance);
     this.unsettled.delete(executionId);
     log.info({ containerId: info.instanceId.slice(0, 12), running: info.running }, 'reconcile: adopted instance');
-    if (info.running) this.relays.start(executionId);
+    if (info.running) {
+      await this.egress.resume(executionId).catch((err: unknown) => log.error({ err }, 'reconcile: the egress proxy of an adopted instance could not start again; it has no way out'));
+      this.relays.start(executionId, this.egress.endpointsOf(executionId));
+    }
     if (info.running && stopCause) void this.halt(instance, stopCause, this.config.stopGraceMs);
     void this.watch(instance, run, info.memoryLimitBytes);
   }
@@ -830,6 +842,7 @@ export class InstanceManager {
     this.shutdown.abort();
     // The relays die with this process anyway; the next process offers the endpoints again when it adopts.
     await this.relays.stopAll();
+    await this.egress.stopAll();
     if (this.reconcileRetry) clearTimeout(this.reconcileRetry);
     this.reconcileRetry = null;
     for (const instance of this.instances.values()) {

@@ -27,11 +27,15 @@ export class OutboundRelays {
     private readonly log: Logger,
   ) {}
 
-  /** Offers every endpoint inside the instance, in the background; a second call for the same one does nothing. */
-  start(executionId: string): void {
-    if (this.endpoints.length === 0 || this.#offered.has(executionId)) return;
+  /**
+   * Offers every endpoint inside the instance, in the background, with the execution's own (its egress
+   * proxy, on a socket of its own), which take the port of a global one; a second call does nothing.
+   */
+  start(executionId: string, ownEndpoints: readonly RelayEndpoint[] = []): void {
+    const endpoints = [...this.endpoints.filter((e) => !ownEndpoints.some((own) => own.port === e.port)), ...ownEndpoints];
+    if (endpoints.length === 0 || this.#offered.has(executionId)) return;
     const stopping = new AbortController();
-    const supervisors = Promise.all(this.endpoints.map((endpoint) => this.#supervise(executionId, endpoint, stopping.signal))).then(() => {});
+    const supervisors = Promise.all(endpoints.map((endpoint) => this.#supervise(executionId, endpoint, stopping.signal))).then(() => {});
     this.#offered.set(executionId, { stopping, supervisors });
   }
 

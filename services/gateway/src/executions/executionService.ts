@@ -39,6 +39,8 @@ export interface ExecutionView {
   containerRuntime: ContainerRuntimeName;
   /** Names of the stored secrets it was given. */
   secrets: string[];
+  /** The hosts it may reach through the egress proxy. */
+  egress: string[];
   service: boolean;
   createdAt: string;
   startedAt: string | null;
@@ -70,6 +72,7 @@ export function view(row: ExecutionRow): ExecutionView {
     // Rows stored before these existed ran under runc and were given every secret of an agent's owner.
     containerRuntime: r.containerRuntime ?? 'runc',
     secrets: r.secrets ?? [],
+    egress: r.egress ?? [],
     service: r.service ?? false,
     createdAt: row.createdAt.toISOString(),
     startedAt: row.startedAt?.toISOString() ?? null,

@@ -25,6 +25,8 @@ export interface NormalizedRequest {
   containerRuntime: ContainerRuntimeName;
   /** Names of the owner's stored secrets that enter the environment; no other does. */
   secrets: string[];
+  /** Hosts reached through Paddock's egress proxy, and no others; empty for none (rows stored before it have none). */
+  egress?: string[];
 }
 
 const MAX_PATH = 4096;
@@ -37,6 +39,26 @@ function checkPath(path: string): void {
   const parts = path.split('/');
   if (parts.some((p) => p === '..')) throw new ValidationError(`${where}: the path may not contain ".." (it must stay inside /workspace)`);
   if (parts.some((p) => p === '' || p === '.')) throw new ValidationError(`${where}: the path has an empty or "." segment`);
+}
+
+const EGRESS_LABEL = '[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?';
+/** `host`, `host:port` or `*.domain[:port]`: a name of DNS labels or an IPv4 address (the broker checks the same). */
+const EGRESS_ENTRY = new RegExp(`^(?:\\*\\.${EGRESS_LABEL}(?:\\.${EGRESS_LABEL})+|${EGRESS_LABEL}(?:\\.${EGRESS_LABEL})*)(?::([0-9]{1,5}))?$`);
+
+/** The request's egress allowlist, lowercase; a 400 names the first entry that is not a host. */
+function checkEgress(body: ExecutionRequest): string[] {
+  const egress = (body.egress ?? []).map((entry) => entry.trim().toLowerCase());
+  for (const [i, entry] of egress.entries()) {
+    const port = EGRESS_ENTRY.exec(entry)?.[1];
+    const host = entry.replace(/:[0-9]+$/, '');
+    if (!EGRESS_ENTRY.test(entry) || host.length > 253 || (port !== undefined && (Number(port) < 1 || Number(port) > 65535))) {
+      throw new ValidationError(`egress entry "${body.egress?.[i] ?? entry}" is not a host: write "host", "host:port" or "*.domain" (its subdomains), e.g. "pypi.org", "github.com:443", "*.npmjs.org"`);
+    }
+  }
+  if (egress.length > 0 && body.network === 'bridge') {
+    throw new ValidationError('"egress" and "network": "bridge" contradict each other: bridge is the open internet; an allowlist gives no network but Paddock\'s egress proxy. Drop one of them');
+  }
+  return egress;
 }
 
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
@@ -68,6 +90,7 @@ export function normalizeRequest(body: ExecutionRequest, config: GatewayConfig):
     if (name === RUN_TOKEN_ENV) throw new ValidationError(`env may not set ${RUN_TOKEN_ENV}: Paddock puts the execution's own run token there`);
   }
   if (body.secrets?.includes(RUN_TOKEN_ENV)) throw new ValidationError(`secrets may not name ${RUN_TOKEN_ENV}: Paddock puts the execution's own run token there`);
+  const egress = checkEgress(body);
   const cpus = body.resources?.cpus ?? config.defaults.cpus;
   const memoryMb = body.resources?.memoryMb ?? config.defaults.memoryMb;
   const diskMb = body.resources?.diskMb ?? config.defaults.diskMb;
@@ -91,11 +114,13 @@ export function normalizeRequest(body: ExecutionRequest, config: GatewayConfig):
     image: body.image ?? runtime?.image ?? config.defaults.image,
     resources: { cpus, memoryMb, diskMb },
     timeoutS,
-    // An agent talks to its LLM provider: it gets a network unless the request says otherwise.
-    network: body.network ?? (body.kind === 'agent' ? 'bridge' : 'none'),
+    // An agent talks to its LLM provider: it gets a network unless the request says otherwise, or gives an
+    // egress allowlist, whose proxy is then its only way out.
+    network: body.network ?? (body.kind === 'agent' && egress.length === 0 ? 'bridge' : 'none'),
     service: body.service ?? false,
     containerRuntime: body.containerRuntime ?? config.defaults.containerRuntime,
     secrets: body.secrets ?? [],
+    egress,
   };
 }
 
@@ -134,6 +159,7 @@ export function toSpec(
     fileRefs: inputs.fileRefs,
     scriptRef: inputs.scriptRef,
     diskBytes: r.resources.diskMb * 1024 * 1024,
+    egress: r.egress ?? [],
     agent:
       r.kind === 'agent'
         ? { runtime: r.runtime ?? '', prompt: r.prompt ?? '', repoUrl: r.repo?.url ?? '', repoBranch: r.repo?.branch ?? '', repoToken: r.repo?.token ?? '' }

@@ -28,6 +28,7 @@ export interface ExecutionRequest {
   network?: 'none' | 'bridge';
   containerRuntime?: ContainerRuntimeName;
   secrets?: string[];
+  egress?: string[];
 }
 
 /** The OCI runtimes a request may ask for: runc (the default) or gVisor (runsc). */
@@ -104,6 +105,14 @@ export const executionRequestSchema = {
       items: { type: 'string', pattern: '^[A-Za-z_][A-Za-z0-9_]{0,127}$' },
       description: 'names of the caller\'s stored secrets to put in the environment (the request\'s own env wins); no other secret enters the container',
     },
+    egress: {
+      type: 'array',
+      maxItems: 100,
+      uniqueItems: true,
+      items: { type: 'string', minLength: 1, maxLength: 260 },
+      description:
+        'hosts the instance may reach, and no others, through Paddock\'s egress proxy (HTTP_PROXY and HTTPS_PROXY inside, 127.0.0.1:3128): "pypi.org" (ports 80 and 443), "github.com:443", "*.npmjs.org" (its subdomains). The instance has no network but the proxy; not with "network": "bridge"',
+    },
     service: {
       type: 'boolean',
       description: 'keep the instance up after its work (tmux session `agent`, SSH, terminal) until it is cancelled; without timeoutS it has none but the maximum',
@@ -150,6 +159,7 @@ export const executionView = {
     network: { type: 'string', enum: ['none', 'bridge'] },
     containerRuntime: { type: 'string', enum: CONTAINER_RUNTIMES },
     secrets: { type: 'array', items: { type: 'string' }, description: 'names of the stored secrets given (values are not shown)' },
+    egress: { type: 'array', items: { type: 'string' }, description: 'hosts it may reach through the egress proxy' },
     service: { type: 'boolean' },
     createdAt: { type: 'string' },
     startedAt: nullableString,

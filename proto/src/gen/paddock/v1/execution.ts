@@ -89,7 +89,14 @@ export interface ExecutionSpec {
   /** The most /workspace may hold; 0 for no limit. A job that needs more ends failed, saying so. */
   diskBytes: number;
   /** Absent or unspecified: runc. */
-  containerRuntime?: ContainerRuntime | undefined;
+  containerRuntime?:
+    | ContainerRuntime
+    | undefined;
+  /**
+   * Hosts the instance may reach through Paddock's egress proxy (HTTP_PROXY inside), and no others:
+   * `host` (ports 80 and 443), `host:port`, or `*.domain` for its subdomains. Only with NETWORK_MODE_NONE.
+   */
+  egress: string[];
 }
 
 export interface ExecutionSpec_FilesEntry {
@@ -177,6 +184,7 @@ function createBaseExecutionSpec(): ExecutionSpec {
     scriptRef: undefined,
     diskBytes: 0,
     containerRuntime: undefined,
+    egress: [],
   };
 }
 
@@ -235,6 +243,9 @@ export const ExecutionSpec: MessageFns<ExecutionSpec> = {
     }
     if (message.containerRuntime !== undefined) {
       writer.uint32(144).int32(message.containerRuntime);
+    }
+    for (const v of message.egress) {
+      writer.uint32(154).string(v!);
     }
     return writer;
   },
@@ -405,6 +416,14 @@ export const ExecutionSpec: MessageFns<ExecutionSpec> = {
             message.containerRuntime = reader.int32() as any;
             continue;
           }
+          case 19: {
+            if (tag !== 154) {
+              break;
+            }
+
+            message.egress.push(reader.string());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -468,6 +487,7 @@ export const ExecutionSpec: MessageFns<ExecutionSpec> = {
       : undefined;
     message.diskBytes = object.diskBytes ?? 0;
     message.containerRuntime = object.containerRuntime ?? undefined;
+    message.egress = object.egress?.map((e) => e) || [];
     return message;
   },
 };

@@ -2,6 +2,7 @@ import type { ContainerCreateOptions, MountSettings } from 'dockerode';
 import { ContainerRuntime, ExecutionKind, NetworkMode, type ExecutionSpec } from '@paddock/proto';
 import { findRuntime } from '@paddock/runtimes';
 import { executionNetworkName } from './executionNetworks.js';
+import { EGRESS_PROXY_ENV } from '../../egress/egressProxies.js';
 import { labels } from './labels.js';
 import { UnsupportedSpecError } from '../../provider/errors.js';
 import { INSTANCE_SSH_PORT } from '../../provider/provider.js';
@@ -167,6 +168,9 @@ export function containerSpec(input: ContainerSpecInput): ContainerCreateOptions
   if (spec.kind === ExecutionKind.EXECUTION_KIND_AGENT && (!agent || !findRuntime(agent.runtime))) {
     throw new Error(`unknown agent runtime "${agent?.runtime ?? ''}"`);
   }
+  if (bridge && spec.egress.length > 0) {
+    throw new UnsupportedSpecError('an execution with an egress allowlist has no network but its egress proxy; "network": "bridge" is the open choice, without an allowlist');
+  }
   const entrypoint = runsUnderEntrypoint(spec);
   const ssh = hasSsh(spec);
   const readOnlyRoot = input.imageIsOurs === true;
@@ -194,6 +198,8 @@ export function containerSpec(input: ContainerSpecInput): ContainerCreateOptions
             ...(agent.repoToken ? [`PADDOCK_REPO_TOKEN_FILE=${AGENT.repoToken}`] : []),
           ]
         : []),
+      // Before the request's own env, which may extend NO_PROXY: with no network the proxy is the only way out anyway.
+      ...(spec.egress.length > 0 ? EGRESS_PROXY_ENV : []),
       ...Object.entries(spec.env).map(([k, v]) => `${k}=${v}`),
     ],
     Labels: {
