@@ -42,6 +42,7 @@ test('a request that names only what to run gets every default', () => {
     service: false,
     containerRuntime: 'runc',
     secrets: [],
+    egress: [],
   });
 });
 
