@@ -1,6 +1,6 @@
 import type { ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, readlink, realpath, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
@@ -89,6 +89,7 @@ export async function startEmbeddedPostgres(opts: {
   const dataDir = join(opts.dir, 'data');
   const ownerFile = join(opts.dir, 'owner.pid');
   await stopOrphanedServer(dataDir, ownerFile, (line) => opts.onLog?.(line));
+  await endLeftoverProcesses(dataDir, (line) => opts.onLog?.(line));
   const EmbeddedPostgres = await loadEmbeddedPostgres();
   const server = new EmbeddedPostgres({
     databaseDir: dataDir,
@@ -179,4 +180,40 @@ async function parentPid(pid: number): Promise<number | undefined> {
   // Fields after the command name, which is in parentheses and may itself hold spaces: state, ppid, ...
   const ppid = Number(stat?.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
   return Number.isInteger(ppid) ? ppid : undefined;
+}
+
+/**
+ * A postmaster killed -9 leaves its children (backends, background workers) running until they notice,
+ * and they keep the port: a new server cannot listen until they are gone (seen: 30 s under load). Every
+ * PostgreSQL process works in its data directory, so those still there are found by their working
+ * directory and told to quit at once (SIGQUIT, PostgreSQL's immediate shutdown), then killed.
+ */
+async function endLeftoverProcesses(dataDir: string, log: (line: string) => void): Promise<void> {
+  const dir = await realpath(dataDir).catch(() => undefined);
+  if (dir === undefined) return;
+  const leftovers = async (): Promise<number[]> => {
+    const pids: number[] = [];
+    for (const name of await readdir('/proc').catch(() => [] as string[])) {
+      const pid = Number(name);
+      if (!Number.isInteger(pid) || pid === process.pid) continue;
+      if ((await readlink(`/proc/${pid}/cwd`).catch(() => '')) === dir) pids.push(pid);
+    }
+    return pids;
+  };
+  let pids = await leftovers();
+  if (pids.length === 0) return;
+  log(`ending ${pids.length} process(es) a previous PostgreSQL server left in ${dir}`);
+  for (const signal of ['SIGQUIT', 'SIGKILL'] as const) {
+    for (const pid of pids) {
+      try {
+        process.kill(pid, signal);
+      } catch {
+        // Gone already.
+      }
+    }
+    for (const deadline = Date.now() + 3_000; Date.now() < deadline; await sleep(ORPHAN_POLL_MS)) {
+      pids = await leftovers();
+      if (pids.length === 0) return;
+    }
+  }
 }
