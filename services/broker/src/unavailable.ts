@@ -1,3 +1,4 @@
+import { isDatabaseUnavailable } from '@paddock/db';
 import { PermanentError } from '@paddock/errors';
 
 /**
@@ -37,15 +38,6 @@ function describe(err: unknown): string {
 }
 
 /**
- * SQLSTATE classes and codes that say the server, not the statement, is the problem: connection exceptions
- * (08), insufficient resources (53: too many connections), operator intervention (57: shutting down,
- * starting up, crashed), and a transaction that lost a race (40001 serialization, 40P01 deadlock).
- */
-function transientSqlState(code: string): boolean {
-  return code.startsWith('08') || code.startsWith('53') || code.startsWith('57') || code === '40001' || code === '40P01';
-}
-
-/**
  * Runs a query; a failure of the server (refused or dropped connection, a server shutting down or starting
  * up, a connect timeout) becomes a DatabaseUnavailableError. An error of the statement itself (a SQLSTATE
  * outside the classes above) is passed on as it is: trying again would fail the same way.
@@ -57,7 +49,7 @@ export async function onDatabase<T>(operation: string, call: () => Promise<T>): 
     // The server's own answer (pg's DatabaseError) carries a severity and a SQLSTATE; a socket error (ECONNREFUSED,
     // EPIPE) or pg's "Connection terminated" carries neither.
     const { code, severity } = err as { code?: unknown; severity?: unknown };
-    if (typeof severity === 'string' && typeof code === 'string' && !transientSqlState(code)) throw err;
+    if (typeof severity === 'string' && typeof code === 'string' && !isDatabaseUnavailable(err)) throw err;
     throw new DatabaseUnavailableError(operation, { cause: err });
   }
 }
