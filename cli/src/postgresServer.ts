@@ -12,6 +12,10 @@ const OPTIONS = { dir: { type: 'string' }, port: { type: 'string' } } as const s
  * Prints `{"url": ...}` on stdout once the database accepts connections, PostgreSQL's log on stderr, and
  * stops the server on SIGTERM/SIGINT or when its stdin closes (`paddock up` is gone).
  *
+ * The URL is the superuser's, with the password kept in DIR/superuser-password (see startEmbeddedPostgres):
+ * `paddock up` uses it only to set up each service's role and schema (ensureServiceRoles); the services
+ * themselves connect as their own roles. It goes to `paddock up` through a pipe, never to a terminal.
+ *
  * When the server dies under it (killed, out of memory), this process exits 1 at once, so that `paddock up`
  * starts it again on the same data and port. When this process itself is killed and leaves the server
  * running, the next one stops that server first (see startEmbeddedPostgres).

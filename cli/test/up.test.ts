@@ -95,8 +95,11 @@ test('up starts PostgreSQL, NATS and the services, restarts a crashed one, and s
   await until(() => out.stderr.split('\n').filter((line) => line.startsWith('[broker]') && line.includes('started')).length === 2);
   assert.match(out.stdout, /\[paddock\] broker exited \(exit status 3\); restarting it in 0\.5 s/);
 
-  const databaseUrl = `postgres://paddock:paddock@127.0.0.1:${dbPort}/paddock`;
-  assert.equal(await readFile(join(home, 'database-url'), 'utf8'), databaseUrl);
+  // database-url holds the superuser's URL (for tools); each service gets its own role's.
+  const superuserPassword = (await readFile(join(home, 'postgres', 'superuser-password'), 'utf8')).trim();
+  assert.equal(await readFile(join(home, 'database-url'), 'utf8'), `postgres://paddock:${superuserPassword}@127.0.0.1:${dbPort}/paddock`);
+  const gatewayPassword = (await readFile(join(home, 'plane', 'db', 'gateway.password'), 'utf8')).trim();
+  const databaseUrl = `postgres://paddock_gateway:${gatewayPassword}@127.0.0.1:${dbPort}/paddock`;
   assert.ok(await canConnect('127.0.0.1', dbPort));
   assert.ok(await canConnect('127.0.0.1', natsPort));
   const gatewayLog = (await readFile(join(home, 'logs', 'gateway.log'), 'utf8')).split('\n')[0] ?? '';

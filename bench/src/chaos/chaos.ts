@@ -84,7 +84,7 @@ export async function runChaos(options: ChaosOptions, io: ChaosIo): Promise<Chao
     // execution is reported as such rather than as an unreadable one.
     const checkDeadlineMs = Math.max(deadlineMs, Date.now() + CHECK_GRACE_MS);
     progress('reading the state events from the bus');
-    const history = await withRetry(checkDeadlineMs, () => readStateHistory(paddock.natsUrl)).catch((err: unknown) => {
+    const history = await withRetry(checkDeadlineMs, () => readStateHistory(paddock.natsOptions('paddock-chaos'))).catch((err: unknown) => {
       runProblems.push(`the state events could not be read from NATS: ${(err as Error).message}`);
       return null;
     });

@@ -1,4 +1,4 @@
-import { connect } from 'nats';
+import { connect, type ConnectionOptions } from 'nats';
 import { streamOf, topics } from '@paddock/bus';
 import { ExecutionState } from '@paddock/proto';
 
@@ -20,8 +20,8 @@ const FETCH_EXPIRES_MS = 2000;
  * beginning of its stream with an ordered consumer, by execution id in the order they were stored.
  * This is what another service replaying the stream would see.
  */
-export async function readStateHistory(natsUrl: string): Promise<Map<string, StateEvent[]>> {
-  const nc = await connect({ servers: natsUrl, name: 'paddock-chaos', timeout: 5000 });
+export async function readStateHistory(nats: ConnectionOptions): Promise<Map<string, StateEvent[]>> {
+  const nc = await connect({ ...nats, timeout: 5000 });
   try {
     const js = nc.jetstream();
     const consumer = await js.consumers.get(streamOf(topics.executionState), { filterSubjects: topics.executionState.subject('*') });

@@ -1,10 +1,17 @@
+import { spawn } from 'node:child_process';
+import type { Socket } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
+import type Docker from 'dockerode';
 import { Client } from 'ssh2';
 import WebSocket from 'ws';
 import { ms, sampled, type BenchContext, type Figure, type Section } from '../section.js';
 
 /** The instance both paths type into: a service whose shell idles in tmux session `agent`. */
 const SERVICE = { kind: 'shell', command: 'echo service-ready', service: true, network: 'bridge' } as const;
+
+/** Where sshd listens inside every agent and service (Paddock's base image). */
+const INSTANCE_SSH_PORT = 2222;
+const CONNECT_INSIDE_TIMEOUT_MS = 10_000;
 
 /** The size both paths attach with: the gateway's default, also asked for explicitly on the socket. */
 const SIZE = { cols: 120, rows: 32 } as const;
@@ -109,22 +116,75 @@ interface Terminal {
   close(): Promise<void>;
 }
 
-export interface SshAccess {
-  readonly host: string;
-  readonly port: number;
+export interface SshLogin {
   readonly username: string;
   readonly password: string;
 }
 
 /**
- * A direct SSH session, opened as the gateway's bridge opens its own (services/gateway/src/instances/
- * terminal.ts: ssh2, password, a pty shell `xterm-256color` of the same size); the login shell's profile
- * attaches it to tmux. One difference on purpose: TCP_NODELAY, as OpenSSH's client sets it for every
- * session with a tty. ssh2 does not set it, and writes each SSH packet in three pieces (length, ciphertext,
- * MAC): with Nagle on, the second piece waits for the server's delayed ACK, about 40 ms a keystroke. A
- * baseline with that delay in it would hide the same delay in the gateway; see bench/README.md.
+ * Run by `node -e` inside the instance's network namespace: connects to 127.0.0.1:PORT there and hands the
+ * connected socket to its parent over Node's IPC channel (the descriptor itself passes, SCM_RIGHTS), then
+ * exits. A socket stays in the namespace it was made in, whoever holds it.
  */
-function sshTerminal(access: SshAccess): Promise<Terminal> {
+const CONNECT_INSIDE = [
+  "const socket = require('node:net').connect(Number(process.argv[1]), '127.0.0.1');",
+  "socket.once('connect', () => process.send('connected', socket, () => process.exit(0)));",
+  "socket.once('error', (err) => { console.error(err.message); process.exit(1); });",
+].join(' ');
+
+/**
+ * A TCP connection to 127.0.0.1:port inside the network namespace of host process `pid` (the instance's
+ * first process), held by this process: `nsenter -t PID -n` runs a helper there that connects and passes
+ * the socket back. The bytes then go straight between this process and the server inside, with nothing
+ * relaying them: the same connection an `ssh` run in the namespace would have. Needs root, as the broker's
+ * relay does; nothing of the instance is published on the host to connect to instead.
+ */
+function connectInside(pid: number, port: number): Promise<Socket> {
+  const helper = spawn('nsenter', ['-t', String(pid), '-n', '--', process.execPath, '-e', CONNECT_INSIDE, String(port)], {
+    stdio: ['ignore', 'ignore', 'pipe', 'ipc'],
+  });
+  let stderr = '';
+  helper.stderr?.on('data', (d: Buffer) => (stderr += d.toString('utf8')));
+  return new Promise<Socket>((resolve, reject) => {
+    const timer = setTimeout(() => {
+      helper.kill('SIGKILL');
+      reject(new Error(`no connection to 127.0.0.1:${port} inside the namespace of pid ${pid} within ${CONNECT_INSIDE_TIMEOUT_MS} ms`));
+    }, CONNECT_INSIDE_TIMEOUT_MS);
+    helper.on('message', (_message: unknown, socket?: Socket) => {
+      clearTimeout(timer);
+      if (socket) resolve(socket);
+    });
+    helper.once('error', (err) => {
+      clearTimeout(timer);
+      reject(new Error(`cannot run nsenter (root and util-linux are needed): ${err.message}`, { cause: err }));
+    });
+    // After its IPC channel and stderr: a socket it sent has arrived by then, and so has its reason.
+    helper.once('close', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`cannot connect to 127.0.0.1:${port} inside the namespace of pid ${pid} (exit ${code}): ${stderr.trim() || 'no socket came back'}`));
+    });
+  });
+}
+
+/** The host pid of the instance's first process, whose network namespace is the instance's. */
+async function instancePid(docker: Docker, executionId: string): Promise<number> {
+  const [container, ...more] = await docker.listContainers({ filters: { label: [`io.paddock.execution-id=${executionId}`] } });
+  if (!container || more.length > 0) throw new Error(`expected one running container of execution ${executionId}, found ${more.length + (container ? 1 : 0)}`);
+  const info = await docker.getContainer(container.Id).inspect();
+  if (!info.State.Running || !info.State.Pid) throw new Error(`the container of execution ${executionId} is not running`);
+  return info.State.Pid;
+}
+
+/**
+ * A direct SSH session over `sock` (a connection to sshd itself), opened as the gateway's bridge opens its
+ * own (services/gateway/src/instances/terminal.ts: ssh2, password, a pty shell `xterm-256color` of the same
+ * size); the login shell's profile attaches it to tmux. One difference on purpose: TCP_NODELAY, as
+ * OpenSSH's client sets it for every session with a tty. ssh2 does not set it, and writes each SSH packet
+ * in three pieces (length, ciphertext, MAC): with Nagle on, the second piece waits for the server's delayed
+ * ACK, about 40 ms a keystroke. A baseline with that delay in it would hide the same delay in the gateway;
+ * see bench/README.md.
+ */
+function sshTerminal(sock: Socket, login: SshLogin): Promise<Terminal> {
   const client = new Client();
   const output = new Output();
   return new Promise((resolve, reject) => {
@@ -152,7 +212,7 @@ function sshTerminal(access: SshAccess): Promise<Terminal> {
         });
       });
     });
-    client.connect({ host: access.host, port: access.port, username: access.username, password: access.password, readyTimeout: 10_000, keepaliveInterval: 15_000 });
+    client.connect({ sock, username: login.username, password: login.password, readyTimeout: 10_000, keepaliveInterval: 15_000 });
   });
 }
 
@@ -272,8 +332,9 @@ async function startService(ctx: BenchContext): Promise<string> {
 }
 
 /**
- * Typing into an instance and reading a flood of output: over SSH straight to the container, then through
- * the gateway's WebSocket bridge, against the same container and the same tmux session.
+ * Typing into an instance and reading a flood of output: over SSH straight to sshd (a connection made in
+ * the instance's network namespace), then through the gateway's WebSocket bridge, against the same
+ * container and the same tmux session.
  */
 export const terminal: Section = {
   name: 'terminal',
@@ -284,8 +345,9 @@ export const terminal: Section = {
     try {
       const r = await api.request('GET', `/api/v1/instances/${id}/ssh`);
       if (r.status !== 200) throw new Error(`GET /api/v1/instances/${id}/ssh answered ${r.status}: ${JSON.stringify(r.body)}`);
-      const access = r.body as SshAccess;
-      const raw = await measurePath(ctx, 'raw_ssh', () => sshTerminal(access));
+      const login = r.body as SshLogin;
+      const pid = await instancePid(ctx.docker, id);
+      const raw = await measurePath(ctx, 'raw_ssh', async () => sshTerminal(await connectInside(pid, INSTANCE_SSH_PORT), login));
       const paddock = await measurePath(ctx, 'terminal', () => wsTerminal(ctx, id));
       const figures: Figure[] = [
         { name: 'raw_ssh_echo', unit: 'ms', samples: raw.echo },

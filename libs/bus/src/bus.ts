@@ -8,8 +8,10 @@ import {
   headers as natsHeaders,
   nanos,
   NatsError,
+  nkeyAuthenticator,
   RetentionPolicy,
   StorageType,
+  type ConnectionOptions,
   type ConsumerMessages,
   type JetStreamClient,
   type JetStreamManager,
@@ -20,10 +22,13 @@ import {
   type StreamConfig,
   type Subscription as NatsSubscription,
 } from 'nats';
-import { MessageTooLargeError, PermanentError, StreamStorageError } from '@paddock/errors';
+import { ConfigError, MessageTooLargeError, PermanentError, StreamStorageError } from '@paddock/errors';
 import { extractContext, injectContext, withSpan, type Carrier, type Logger } from '@paddock/telemetry';
 import { compileBusConfig, streamSetting, type BusConfig, type BusSettings } from './busConfig.js';
 import { deadLetterHeaders, DeadLetterHeader, readDeadLetter, type DeadLetter, type DeadLetterFields } from './deadLetter.js';
+import { isAuthorizationViolation, isPermissionsViolation, NatsAuthError, NatsPermissionError, withPermissionContext } from './natsErrors.js';
+import { natsKeyOf, NatsIdentityError, readNatsKey, type NatsIdentity } from './natsIdentity.js';
+import { inboxPrefix, isNatsUser, NATS_USERS } from './natsPermissions.js';
 import { deadLetters, streamOf, streams, subjectId, type StreamName, type Topic } from './subjects.js';
 
 /**
@@ -45,6 +50,11 @@ export interface BusOptions extends BusSettings {
   readonly name: string;
   readonly log: Logger;
   readonly observer?: BusObserver;
+  /**
+   * Who to connect as, when nats-server asks for credentials: the NATS user (a service's name) and its
+   * nkey seed. Given here, or read from `nkeyFile` (busSettingsFromEnv's NATS_NKEY_FILE); not both.
+   */
+  readonly identity?: NatsIdentity;
 }
 
 export interface Delivery<T> {
@@ -166,33 +176,82 @@ export class Bus {
     private readonly log: Logger,
     readonly config: BusConfig,
     private readonly observer: BusObserver | undefined,
+    /** The NATS user this bus connected as; undefined without credentials. */
+    readonly user: string | undefined,
   ) {}
 
   static async connect(opts: BusOptions): Promise<Bus> {
     // Settings are checked before anything connects: a contradiction is a ConfigError, not a NATS error.
     const config = compileBusConfig(opts);
-    const nc = await connect({
+    const identity = await identityOf(opts.identity, config);
+    const key = identity ? natsKeyOf(identity.seed, `the seed of NATS user ${identity.user}`) : undefined;
+    const options: ConnectionOptions = {
       servers: opts.url,
       name: opts.name,
       maxReconnectAttempts: -1,
       reconnectTimeWait: 250,
-      waitOnFirstConnect: true,
       timeout: 5000,
-    });
+      // Keep trying after nats-server refused the key on a reconnect (a server started with an old config):
+      // once it runs with the right one, the bus is back without a restart.
+      ignoreAuthErrorAbort: true,
+      ...(identity && key
+        ? {
+            authenticator: nkeyAuthenticator(new TextEncoder().encode(key.seed)),
+            // Replies come to this prefix, the only one this user may subscribe to.
+            inboxPrefix: inboxPrefix(identity.user),
+          }
+        : {}),
+    };
+    let nc: NatsConnection;
+    // Waits for a nats-server that is not there yet, as nats.js's waitOnFirstConnect would; but a refused
+    // key fails at once, which waitOnFirstConnect (with ignoreAuthErrorAbort) would retry for ever.
+    for (;;) {
+      try {
+        nc = await connect(options);
+        break;
+      } catch (err) {
+        if (isAuthorizationViolation(err)) throw new NatsAuthError(opts.url, identity?.user, key?.publicKey, { cause: err });
+        if (!isBusUnavailable(err)) throw err;
+        await sleep(250);
+      }
+    }
+    const user = identity?.user;
+    const publicKey = key?.publicKey;
     try {
       const jsm = await nc.jetstreamManager({ timeout: 10_000 });
-      const bus = new Bus(nc, nc.jetstream({ timeout: 10_000 }), jsm, opts.log, config, opts.observer);
+      const bus = new Bus(nc, nc.jetstream({ timeout: 10_000 }), jsm, opts.log, config, opts.observer, user);
       (async () => {
         for await (const s of nc.status()) {
           if (s.type === 'disconnect' || s.type === 'reconnect') opts.log.warn({ nats: s.type, data: s.data }, 'nats connection');
           if (s.type === 'reconnect') void bus.recover();
+          if (s.type === 'error') bus.serverError(opts.url, publicKey, s.data, s.permissionContext);
         }
       })().catch(() => {});
       await bus.ensureStreams();
       return bus;
     } catch (err) {
       await nc.close().catch(() => {});
-      throw err;
+      throw withPermissionContext(err, user, '$JS.API');
+    }
+  }
+
+  /**
+   * An error nats-server sent on the connection, logged at error whatever else reports it too. A
+   * permissions violation is a bug or a deployment out of step with the subject registry, and the only
+   * trace of a refused fire-and-forget publish; a refused key on a reconnect means nats-server runs with
+   * a config that no longer lists this service, and the bus is deaf until it does.
+   */
+  private serverError(url: string, publicKey: string | undefined, code: unknown, permission: { operation: string; subject: string } | undefined): void {
+    if (permission) {
+      const err = new NatsPermissionError(this.user, permission.operation, permission.subject);
+      this.observer?.errorOccurred(err.name);
+      this.log.error({ err, natsUser: this.user, operation: permission.operation, subject: permission.subject }, err.message);
+    } else if (code === ErrorCode.AuthorizationViolation) {
+      const err = new NatsAuthError(url, this.user, publicKey);
+      this.observer?.errorOccurred(err.name);
+      this.log.error({ err, natsUser: this.user }, `${err.message}; reconnecting meanwhile`);
+    } else {
+      this.log.warn({ nats: 'error', code }, `nats-server reported an error on the connection: ${String(code)}`);
     }
   }
 
@@ -319,6 +378,7 @@ export class Bus {
       const limit = this.nc.info?.max_payload ?? 0;
       return new MessageTooLargeError(subject, sizeBytes, limit, "nats-server's max_payload", { cause: err });
     }
+    if (isPermissionsViolation(err)) return withPermissionContext(err, this.user, subject) as NatsPermissionError;
     if (apiErrorCode(err) === JS_MESSAGE_TOO_LARGE) {
       const limit = this.config.streams[stream].maxMsgSizeBytes;
       return new MessageTooLargeError(subject, sizeBytes, limit, `stream ${stream} (${streamSetting(stream, 'maxMsgSizeBytes')})`, { cause: err });
@@ -333,7 +393,7 @@ export class Bus {
       return { seq: stored.seq, message: topic.type.decode(stored.data) };
     } catch (err) {
       if (isNotFound(err)) return null;
-      throw err;
+      throw withPermissionContext(err, this.user, `$JS.API.STREAM.MSG.GET.${streamOf(topic)}`);
     }
   }
 
@@ -346,6 +406,7 @@ export class Bus {
   subscribe<T>(topic: Topic<T>, id: string, handler: (d: Delivery<T>) => void): Subscription {
     const sub = this.nc.subscribe(topic.subject(id), {
       callback: (err, msg) => {
+        // A refused subscription is logged when nats-server reports it (serverError).
         if (err) return;
         try {
           handler({ id: subjectId(msg.subject), message: topic.type.decode(msg.data), subject: msg.subject, redelivered: false, deliveries: 1, seq: 0 });
@@ -396,7 +457,7 @@ export class Bus {
         stored = await this.jsm.streams.getMessage(deadLetters.stream, { seq, next_by_subj: subject } as unknown as { seq: number });
       } catch (err) {
         if (isNotFound(err)) break;
-        throw err;
+        throw withPermissionContext(err, this.user, `$JS.API.STREAM.MSG.GET.${deadLetters.stream}`);
       }
       found.push(readDeadLetter(stored.seq, stored.header, stored.data));
       seq = stored.seq + 1;
@@ -432,11 +493,15 @@ export class Bus {
     };
     const ensureConsumer = async (): Promise<void> => {
       try {
-        await this.jsm.consumers.info(stream, opts.durable);
-        await this.jsm.consumers.update(stream, opts.durable, { ack_wait: config.ack_wait, max_ack_pending: config.max_ack_pending, max_deliver: maxDeliver });
+        try {
+          await this.jsm.consumers.info(stream, opts.durable);
+          await this.jsm.consumers.update(stream, opts.durable, { ack_wait: config.ack_wait, max_ack_pending: config.max_ack_pending, max_deliver: maxDeliver });
+        } catch (err) {
+          if (!isNotFound(err)) throw err;
+          await this.jsm.consumers.add(stream, config);
+        }
       } catch (err) {
-        if (!isNotFound(err)) throw err;
-        await this.jsm.consumers.add(stream, config);
+        throw withPermissionContext(err, this.user, `$JS.API.CONSUMER.INFO.${stream}.${opts.durable}`);
       }
     };
     await ensureConsumer();
@@ -613,6 +678,25 @@ export class Bus {
     for (const c of this.consumers) c.stop();
     if (this.nc.isClosed()) return;
     await this.nc.drain().catch(() => {});
+  }
+}
+
+/**
+ * The identity to connect with: given to Bus.connect, or read from the seed file the settings name. A seed
+ * file that cannot be used is a ConfigError naming NATS_NKEY_FILE, raised before anything connects.
+ */
+async function identityOf(given: NatsIdentity | undefined, config: BusConfig): Promise<NatsIdentity | undefined> {
+  if (given && config.nkey) throw new ConfigError('NATS_NKEY_FILE', `an identity (${given.user}) was given as well as a seed file (${config.nkey.file}): give one`);
+  if (given) {
+    if (!isNatsUser(given.user)) throw new ConfigError('PADDOCK_NATS_USER', `expected one of ${NATS_USERS.join(', ')}, got "${String(given.user)}"`);
+    return given;
+  }
+  if (!config.nkey) return undefined;
+  try {
+    return { user: config.nkey.user, seed: (await readNatsKey(config.nkey.file)).seed };
+  } catch (err) {
+    if (err instanceof NatsIdentityError) throw new ConfigError('NATS_NKEY_FILE', err.message);
+    throw err;
   }
 }
 

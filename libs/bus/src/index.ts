@@ -23,4 +23,32 @@ export {
   type StreamLimits,
 } from './busConfig.js';
 export { DeadLetterHeader, type DeadLetter } from './deadLetter.js';
-export { topics, streams, streamOf, subjectId, deadLetters, DAY_MS, type Topic, type StreamName, type StreamSpec } from './subjects.js';
+export { natsAuth } from './natsAuth.js';
+export { NatsAuthError, NatsPermissionError } from './natsErrors.js';
+export { ensureNatsIdentity, natsKeyOf, NatsIdentityError, readNatsKey, type NatsIdentity, type NatsKey } from './natsIdentity.js';
+export {
+  checkOwnership,
+  durableConsumers,
+  inboxPrefix,
+  isNatsUser,
+  natsPermissions,
+  NATS_USERS,
+  type DurableConsumer,
+  type NatsPermissions,
+  type NatsUser,
+} from './natsPermissions.js';
+export { natsServerConfig, type NatsServerConfigOptions } from './natsServerConfig.js';
+export {
+  topics,
+  streams,
+  streamOf,
+  subjectId,
+  deadLetters,
+  DAY_MS,
+  SERVICES,
+  type ServiceName,
+  type Topic,
+  type TopicOwners,
+  type StreamName,
+  type StreamSpec,
+} from './subjects.js';

@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import type pg from 'pg';
 import type { Pool } from './pool.js';
 import { waitForDatabase, type WaitForDatabaseOptions } from './waitForDatabase.js';
 
@@ -29,10 +30,7 @@ export async function migrate(pool: Pool, service: string, dir: string, wait: Wa
   let failure: Error | undefined;
   try {
     await client.query('SELECT pg_advisory_lock(hashtext($1))', [`paddock-migrate`]);
-    await client.query(`CREATE TABLE IF NOT EXISTS paddock_migrations (
-      service TEXT NOT NULL, name TEXT NOT NULL, applied_at TIMESTAMPTZ NOT NULL DEFAULT now(),
-      PRIMARY KEY (service, name))`);
-    await client.query('ALTER TABLE paddock_migrations ADD COLUMN IF NOT EXISTS sha256 TEXT');
+    await createLedger(client, 'paddock_migrations');
     const done = new Map(
       (await client.query<{ name: string; sha256: string | null }>('SELECT name, sha256 FROM paddock_migrations WHERE service = $1', [service])).rows.map(
         (r) => [r.name, r.sha256],
@@ -68,4 +66,16 @@ export async function migrate(pool: Pool, service: string, dir: string, wait: Wa
     client.release(failure);
   }
   return applied;
+}
+
+/**
+ * The ledger of applied migrations, `table` being its name as SQL (quoted, schema-qualified or not: a bare
+ * name lands in the first schema of the search path, the service's own one when it runs as its role).
+ * ensureServiceRoles makes the same table when it moves a service's records out of `public`.
+ */
+export async function createLedger(client: pg.ClientBase, table: string): Promise<void> {
+  await client.query(`CREATE TABLE IF NOT EXISTS ${table} (
+    service TEXT NOT NULL, name TEXT NOT NULL, applied_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+    PRIMARY KEY (service, name))`);
+  await client.query(`ALTER TABLE ${table} ADD COLUMN IF NOT EXISTS sha256 TEXT`);
 }

@@ -1,2 +1,4 @@
-export { SecretBox, SecretKeyError } from './secretBox.js';
+export { SecretBox } from './secretBox.js';
+export { SecretKeyError } from './secretKeyError.js';
+export { SpecKey } from './specKey.js';
 export { sealSpec, unsealSpec } from './sealedSpec.js';

@@ -1,18 +1,9 @@
 import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
-import { existsSync } from 'node:fs';
-import { link, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
-import { dirname } from 'node:path';
+import { KEY_BYTES, readKeyFile } from './keyFile.js';
+import { SecretKeyError } from './secretKeyError.js';
 
-const KEY_BYTES = 32;
 const NONCE_BYTES = 12;
 const TAG_BYTES = 16;
-
-export class SecretKeyError extends Error {
-  constructor(message: string, options?: ErrorOptions) {
-    super(message, options);
-    this.name = 'SecretKeyError';
-  }
-}
 
 /**
  * AES-256-GCM with one key, for values at rest. Each value is bound to where it is stored (the associated
@@ -20,37 +11,22 @@ export class SecretKeyError extends Error {
  */
 export class SecretBox {
   readonly #key: Buffer;
+  /** Where the key came from, for errors: `the key in <file>`, or `this key`. */
+  readonly #source: string;
 
-  private constructor(key: Buffer) {
+  private constructor(key: Buffer, source: string) {
     this.#key = key;
+    this.#source = source;
   }
 
-  /**
-   * The key from `file` (base64), created with mode 0600 by whichever service starts first: the new key
-   * is written aside and linked into place, which fails if another process got there first, so every
-   * service ends up with the same key.
-   */
+  /** The key from `file` (base64), created with mode 0600 by whichever process starts first. */
   static async fromFile(file: string): Promise<SecretBox> {
-    if (!existsSync(file)) {
-      await mkdir(dirname(file), { recursive: true });
-      const tmp = `${file}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
-      await writeFile(tmp, `${randomBytes(KEY_BYTES).toString('base64')}\n`, { mode: 0o600, flag: 'wx' });
-      try {
-        await link(tmp, file);
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-      } finally {
-        await rm(tmp, { force: true });
-      }
-    }
-    const key = Buffer.from((await readFile(file, 'utf8')).trim(), 'base64');
-    if (key.length !== KEY_BYTES) throw new SecretKeyError(`${file} must hold ${KEY_BYTES} bytes in base64, found ${key.length}`);
-    return new SecretBox(key);
+    return new SecretBox(await readKeyFile(file, { create: true }), `the key in ${file}`);
   }
 
   static withKey(key: Buffer): SecretBox {
     if (key.length !== KEY_BYTES) throw new SecretKeyError(`a secret key has ${KEY_BYTES} bytes, got ${key.length}`);
-    return new SecretBox(Buffer.from(key));
+    return new SecretBox(Buffer.from(key), 'this key');
   }
 
   seal(plaintext: string, associated: string): Buffer {
@@ -69,7 +45,7 @@ export class SecretBox {
     try {
       return Buffer.concat([decipher.update(sealed.subarray(NONCE_BYTES, sealed.length - TAG_BYTES)), decipher.final()]).toString('utf8');
     } catch (err) {
-      throw new SecretKeyError('a stored secret does not open with this key (was the secret-key file replaced?)', { cause: err });
+      throw new SecretKeyError(`a sealed value does not open with ${this.#source} (was it sealed with another key, or the key file replaced?)`, { cause: err });
     }
   }
 }

@@ -91,3 +91,11 @@ export class StartAbortedError extends Error {
     this.name = 'StartAbortedError';
   }
 }
+
+/**
+ * Waits for a dependency through the service's startup when there is one (so health says what it waits
+ * for), or directly when the service was started without one (tests, tools).
+ */
+export function waitFor<T>(startup: Startup | undefined, dependency: string, wait: (signal?: AbortSignal) => Promise<T>): Promise<T> {
+  return startup ? startup.waitFor(dependency, wait) : wait();
+}

@@ -1,13 +1,14 @@
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { chmod, mkdtemp, rm } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { chmod, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
-import { startEmbeddedPostgres, type EmbeddedDatabase } from '@paddock/db';
+import { startEmbeddedPostgres, SUPERUSER_PASSWORD_FILE, type EmbeddedDatabase } from '@paddock/db';
 import { freePort } from '@paddock/testkit';
 import type { ServiceHealth } from '../src/index.js';
 
@@ -72,7 +73,12 @@ after(async () => {
 
 test('a service started before PostgreSQL waits for it, says so, and becomes ready when it starts; an outage later does not end it', { timeout: 120_000 }, async () => {
   const port = await freePort();
-  const url = `postgres://paddock:paddock@127.0.0.1:${port}/paddock`;
+  // The server does not exist yet, so its superuser password is chosen here, where it would be generated.
+  const postgresDir = join(dir, 'postgres');
+  const password = randomBytes(12).toString('hex');
+  await mkdir(postgresDir, { recursive: true });
+  await writeFile(join(postgresDir, SUPERUSER_PASSWORD_FILE), `${password}\n`, { mode: 0o600 });
+  const url = `postgres://paddock:${password}@127.0.0.1:${port}/paddock`;
   const service = new Fixture(url);
   cleanups.push(() => service.stop());
 
@@ -84,7 +90,6 @@ test('a service started before PostgreSQL waits for it, says so, and becomes rea
   assert.match(service.stderr, new RegExp(`waiting for PostgreSQL at 127\\.0\\.0\\.1:${port}: .*ECONNREFUSED`));
   assert.match(service.stderr, /fixture is waiting for PostgreSQL \(\d+ s so far\)/);
 
-  const postgresDir = join(dir, 'postgres');
   let db: EmbeddedDatabase = await startEmbeddedPostgres({ dir: postgresDir, port });
   cleanups.push(() => db.stop());
   await service.until('ready', (r) => r.health.state === 'ready' && r.lastQuery === 'ok');
@@ -111,7 +116,7 @@ test('a service started before PostgreSQL waits for it, says so, and becomes rea
 });
 
 test('a service asked to stop while it waits for PostgreSQL stops at once', { timeout: 30_000 }, async () => {
-  const service = new Fixture(`postgres://paddock:paddock@127.0.0.1:${await freePort()}/paddock`);
+  const service = new Fixture(`postgres://paddock:unused@127.0.0.1:${await freePort()}/paddock`);
   cleanups.push(() => service.stop());
   await service.until('waiting for PostgreSQL', (r) => r.health.state === 'waiting');
   const askedAt = Date.now();

@@ -1,5 +1,5 @@
 export { startPaddock, type RunningPaddock, type StartPaddockOptions } from './startPaddock.js';
 export { ApiClient, type Execution } from './apiClient.js';
 export { freePort } from './freePort.js';
-export { startNatsServer, type NatsServer } from './natsServer.js';
+export { startNatsServer, type NatsServer, type NatsAuth, type AuthorizedNatsServer, type NatsUserIdentity } from './natsServer.js';
 export { startScriptedProvider, type ScriptedProvider, type Step, type RecordedRequest } from './llmProvider.js';

@@ -4,7 +4,8 @@ import Docker from 'dockerode';
 import { BlobStore } from '@paddock/blobs';
 import { Bus, topics } from '@paddock/bus';
 import { createPool, migrate } from '@paddock/db';
-import { SecretBox } from '@paddock/secrets';
+import { loadServiceTls } from '@paddock/plane';
+import { SpecKey } from '@paddock/secrets';
 import type { Startup } from '@paddock/service';
 import { unrecordedMetrics, type Logger, type PaddockMetrics } from '@paddock/telemetry';
 import type { BrokerConfig } from './config.js';
@@ -54,13 +55,15 @@ async function pingUntilUp(docker: Docker, log: Logger, signal?: AbortSignal): P
 export async function startBroker(config: BrokerConfig, log: Logger, opts: BrokerOptions = {}): Promise<StartedBroker> {
   if (!config.databaseUrl) throw new Error('DATABASE_URL is required');
   const { startup, metrics = unrecordedMetrics() } = opts;
+  // Before waiting for anything: a missing or wrong certificate or spec key is a setting to fix, not an outage to wait out.
+  const tls = await loadServiceTls(config.tls);
+  const specKey = await SpecKey.existing(config.specKeyFile);
   const docker = new Docker({ socketPath: config.dockerSocket });
   await waitFor(startup, 'Docker', (signal) => pingUntilUp(docker, log, signal));
   const provider = new DockerProvider(docker, {
     imagesDir: config.imagesDir,
     workspaceMode: config.workspaceMode,
     workspacesDir: config.workspacesDir,
-    sshHost: config.sshHost,
     hostTcpPortsOpen: config.instanceHostPorts,
   });
   const pool = createPool(config.databaseUrl, { name: 'paddock-broker' });
@@ -70,7 +73,7 @@ export async function startBroker(config: BrokerConfig, log: Logger, opts: Broke
   );
   const store = new InstanceStore(pool);
   const blobs = new BlobStore(config.blobsDir);
-  const instances = new InstanceManager(provider, bus, store, blobs, config, log, await SecretBox.fromFile(config.secretKeyFile), metrics, config.relayEndpoints);
+  const instances = new InstanceManager(provider, bus, store, blobs, config, log, specKey, metrics, config.relayEndpoints);
   await instances.reconcile();
   const reconciling = setInterval(
     () => void instances.reconcile().catch((err: unknown) => log.warn({ err }, 'reconciliation failed; the next one retries')),
@@ -79,7 +82,7 @@ export async function startBroker(config: BrokerConfig, log: Logger, opts: Broke
   reconciling.unref();
   const retention = new RetentionCleaner(store, blobs, { brokerId: config.brokerId, artifactsDir: config.artifactsDir, retentionMs: config.retentionMs }, log);
   retention.start();
-  const grpc = await startGrpcServer(instances, { host: config.grpcHost, port: config.grpcPort, log });
+  const grpc = await startGrpcServer(instances, { host: config.grpcHost, port: config.grpcPort, log, tls });
 
   const beat = () =>
     bus.publishCore(topics.brokerHeartbeat, config.brokerId, {

@@ -1,6 +1,7 @@
 import { busSettingsFromEnv, type BusSettings } from '@paddock/bus';
 import { artifactsDir, commonConfig, EnvReader, type CommonConfig, type Env } from '@paddock/config';
 import { ConfigError } from '@paddock/errors';
+import { specKeyFile, tlsFilesFromEnv, type TlsFiles } from '@paddock/plane';
 import { hostname, cpus } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { parseRelayEndpoints, type RelayEndpoint } from './relay/endpoints.js';
@@ -24,8 +25,6 @@ export interface BrokerConfig extends CommonConfig {
   readonly pidsLimit: number;
   /** Where images/<name>/build.sh are, to build a runtime's image the first time it is asked for. */
   readonly imagesDir: string;
-  /** The address of this host where instances' sshd (:22) is published, and told to the gateway. */
-  readonly sshHost: string;
   /**
    * TCP ports of this host that bridged instances may open, as host.docker.internal (a model server such
    * as Ollama); nothing else of the host answers them. Empty by default.
@@ -44,8 +43,13 @@ export interface BrokerConfig extends CommonConfig {
    */
   readonly workspaceMode: 'bind' | 'archive';
   readonly workspacesDir: string;
-  /** The key the gateway seals specs' secrets with (the same file, shared through PADDOCK_HOME). */
-  readonly secretKeyFile: string;
+  /**
+   * The key the gateway seals specs' secrets with (the same file, shared through PADDOCK_HOME/plane); the
+   * broker opens specs and seals its own SSH passwords with it, and never holds the key of users' stored secrets.
+   */
+  readonly specKeyFile: string;
+  /** The broker's certificate and key, and the plane's CA its callers' certificates must come from. */
+  readonly tls: TlsFiles;
   /** The blob store the gateway writes large inputs to (the same folder, shared through PADDOCK_HOME). */
   readonly blobsDir: string;
   /** How long artifacts, ended instances' rows and unused blobs are kept. */
@@ -85,13 +89,13 @@ export function brokerConfig(env: Env): BrokerConfig {
     maxOutputBytes: read.int('PADDOCK_MAX_OUTPUT_BYTES', 64 * 1024 * 1024, { min: 1024 }),
     pidsLimit: read.int('PADDOCK_PIDS_LIMIT', 512, { min: 16 }),
     imagesDir: read.string('PADDOCK_IMAGES_DIR', CHECKOUT_IMAGES_DIR),
-    sshHost: read.string('PADDOCK_BROKER_SSH_HOST', '127.0.0.1'),
     instanceHostPorts: hostPorts(read.string('PADDOCK_INSTANCE_HOST_PORTS', '')),
     egressAllowInternal: read.bool('PADDOCK_EGRESS_ALLOW_INTERNAL', false),
     relayEndpoints: parseRelayEndpoints('PADDOCK_RELAY_ENDPOINTS', read.string('PADDOCK_RELAY_ENDPOINTS', '')),
     workspaceMode: workspaceMode(read.string('PADDOCK_WORKSPACE_MODE', process.getuid?.() === 0 ? 'bind' : 'archive')),
     workspacesDir: read.string('PADDOCK_WORKSPACES_DIR', `${common.home}/workspaces`),
-    secretKeyFile: read.string('PADDOCK_SECRET_KEY_FILE', `${common.home}/secret-key`),
+    specKeyFile: read.string('PADDOCK_SPEC_KEY_FILE', specKeyFile(common.home)),
+    tls: tlsFilesFromEnv(env, 'broker'),
     blobsDir: read.string('PADDOCK_BLOBS_DIR', `${common.home}/blobs`),
     retentionMs: read.int('PADDOCK_RETENTION_DAYS', 30, { min: 1, max: 36_500 }) * DAY_MS,
     provisionRetryMs: read.int('PADDOCK_PROVISION_RETRY_MS', 5_000, { max: 60_000 }),

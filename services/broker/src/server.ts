@@ -1,4 +1,14 @@
-import { type Metadata, Server, ServerCredentials, status, type ServerUnaryCall, type ServerWritableStream, type sendUnaryData } from '@grpc/grpc-js';
+import {
+  Metadata,
+  Server,
+  ServerInterceptingCall,
+  status,
+  type ServerInterceptor,
+  type ServerUnaryCall,
+  type ServerWritableStream,
+  type sendUnaryData,
+} from '@grpc/grpc-js';
+import { callerOf, serverCredentials, type PlaneService, type ServiceTls } from '@paddock/plane';
 import { BrokerService, type BrokerServer, type ExecOutput, type ExecRequest } from '@paddock/proto';
 import { extractContext, withSpan, type Carrier, type Logger } from '@paddock/telemetry';
 import type { InstanceManager } from './lifecycle/instanceManager.js';
@@ -37,12 +47,55 @@ function unary<Req, Res>(
   };
 }
 
-/** The broker's gRPC API (proto/paddock/v1/instance.proto, service Broker). */
+/**
+ * Which services may call each method of the Broker service: the scheduler places, launches and cancels
+ * executions; the gateway reaches into running ones for its users (SSH details, a command, a port). Keyed
+ * by the generated service, so a method added to the proto does not compile until it is given its callers.
+ */
+export const BROKER_CALLERS: { readonly [M in keyof typeof BrokerService]: readonly PlaneService[] } = {
+  launch: ['scheduler'],
+  cancel: ['scheduler'],
+  access: ['gateway'],
+  exec: ['gateway'],
+  relay: ['gateway'],
+};
+
+const CALLERS_BY_PATH = new Map<string, readonly PlaneService[]>(
+  (Object.keys(BROKER_CALLERS) as (keyof typeof BrokerService)[]).map((m) => [BrokerService[m].path, BROKER_CALLERS[m]]),
+);
+
+/**
+ * Every call is checked before its handler runs, whatever its kind (unary, streaming, both ways): the
+ * caller is the service its certificate names (the TLS handshake already proved the certificate is the
+ * plane CA's), and it must be one the method allows.
+ */
+function authorize(log: Logger): ServerInterceptor {
+  return (method, call) =>
+    new ServerInterceptingCall(call, {
+      start: (next) =>
+        next({
+          onReceiveMetadata: (metadata, pass) => {
+            const caller = callerOf(call);
+            const allowed = CALLERS_BY_PATH.get(method.path) ?? [];
+            if (caller !== undefined && allowed.includes(caller)) return pass(metadata);
+            const who = caller ?? 'a caller whose certificate names no Paddock service';
+            const details = `${who} may not call ${method.path}; it is for ${allowed.join(', ') || 'no service'}`;
+            log.warn({ caller: caller ?? null, method: method.path }, 'call refused');
+            call.sendStatus({ code: status.PERMISSION_DENIED, details, metadata: new Metadata() });
+          },
+        }),
+    });
+}
+
+/**
+ * The broker's gRPC API (proto/paddock/v1/instance.proto, service Broker), over mutual TLS only: a client
+ * must show a certificate of the plane's CA, and each method answers only the services BROKER_CALLERS names.
+ */
 export async function startGrpcServer(
   instances: InstanceManager,
-  opts: { host: string; port: number; log: Logger },
+  opts: { host: string; port: number; log: Logger; tls: ServiceTls },
 ): Promise<{ address: string; stop(): Promise<void> }> {
-  const server = new Server();
+  const server = new Server({ interceptors: [authorize(opts.log)] });
   const impl: BrokerServer = {
     launch: unary('Launch', opts.log, (req) => instances.launch(req)),
     cancel: unary('Cancel', opts.log, async (req) => ({ found: await instances.cancel(req.executionId, req.graceMs) })),
@@ -78,7 +131,7 @@ export async function startGrpcServer(
   };
   server.addService(BrokerService, impl);
   const port = await new Promise<number>((resolve, reject) =>
-    server.bindAsync(`${opts.host}:${opts.port}`, ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
+    server.bindAsync(`${opts.host}:${opts.port}`, serverCredentials(opts.tls), (err, p) => (err ? reject(err) : resolve(p))),
   );
   return {
     address: `${opts.host}:${port}`,

@@ -91,26 +91,51 @@ test('without a memory limit the tmpfs still have a size', () => {
   assert.match(c.HostConfig?.Tmpfs?.['/tmp'] ?? '', /(^|,)size=[1-9]\d*(,|$)/);
 });
 
-test('an agent with a network publishes its unprivileged sshd (2222) on the SSH host only, at a random port', () => {
-  const c = containerSpec(input(KINDS[2]![1], { sshHost: '127.0.0.1' }));
-  assert.deepEqual(c.ExposedPorts, { '2222/tcp': {} });
-  assert.deepEqual(c.HostConfig?.PortBindings, { '2222/tcp': [{ HostIp: '127.0.0.1', HostPort: '' }] });
-  assert.deepEqual(c.Cmd, ['/opt/paddock/bin/paddock-entrypoint']);
-  const offline = containerSpec(input({ ...KINDS[2]![1], network: NetworkMode.NETWORK_MODE_NONE }));
-  assert.equal(offline.ExposedPorts, undefined);
-  assert.equal(offline.HostConfig?.PortBindings, undefined);
+test('no container publishes or exposes a port on the host, whatever its kind and network: sshd and the rest are reached through the relay', () => {
+  for (const [kind, spec] of KINDS) {
+    for (const network of [NetworkMode.NETWORK_MODE_NONE, NetworkMode.NETWORK_MODE_BRIDGE]) {
+      for (const containerRuntime of [ContainerRuntime.CONTAINER_RUNTIME_RUNC, ContainerRuntime.CONTAINER_RUNTIME_GVISOR]) {
+        const c = containerSpec(input({ ...spec, network, containerRuntime }, { imageIsOurs: true, hostReachable: true }));
+        assert.equal(c.ExposedPorts, undefined, kind);
+        assert.equal(c.HostConfig?.PortBindings, undefined, kind);
+        assert.notEqual(c.HostConfig?.PublishAllPorts, true, kind);
+      }
+    }
+  }
+  assert.deepEqual(containerSpec(input(KINDS[2]![1])).Cmd, ['/opt/paddock/bin/paddock-entrypoint']);
 });
 
-test('CPU, memory (with no swap beyond it) and pids are limited as the spec asks', () => {
+test('CPU, memory (with no swap beyond it) and processes are limited as the spec asks; under runc the pids cgroup is the process limit', () => {
   const c = containerSpec(input({ cpuMillis: 1500, memoryBytes: 256 * MiB, pidsLimit: 64 }));
   assert.equal(c.HostConfig?.NanoCpus, 1_500_000_000);
   assert.equal(c.HostConfig?.Memory, 256 * MiB);
   assert.equal(c.HostConfig?.MemorySwap, 256 * MiB);
   assert.equal(c.HostConfig?.PidsLimit, 64);
+  // RLIMIT_NPROC outside a sandbox counts the host's uid 1000 across every container: not for runc.
+  assert.equal(c.HostConfig?.Ulimits, undefined);
 });
 
-test("the broker's pids limit applies when the spec sets none", () => {
+test("the broker's process limit applies when the spec sets none", () => {
   assert.equal(containerSpec(input({ pidsLimit: 0 }, { pidsLimit: 512 })).HostConfig?.PidsLimit, 512);
+  const gvisor = containerSpec(input({ pidsLimit: 0, containerRuntime: ContainerRuntime.CONTAINER_RUNTIME_GVISOR }, { pidsLimit: 512 }));
+  assert.deepEqual(gvisor.HostConfig?.Ulimits, [{ Name: 'nproc', Soft: 512, Hard: 512 }]);
+});
+
+test("under gVisor the process limit is RLIMIT_NPROC, enforced by the sandbox's kernel; the pids cgroup only guards the host, above what the sandbox uses at that limit", () => {
+  for (const limit of [16, 64, 512]) {
+    const c = containerSpec(input({ pidsLimit: limit, containerRuntime: ContainerRuntime.CONTAINER_RUNTIME_GVISOR }));
+    assert.deepEqual(c.HostConfig?.Ulimits, [{ Name: 'nproc', Soft: limit, Hard: limit }], 'soft and hard alike: the job cannot raise it');
+    // Measured: about 50 host tasks for the sandbox itself and 5.3 per sleeping process of a fork bomb.
+    const guard = c.HostConfig?.PidsLimit ?? 0;
+    assert.ok(guard >= 2 * (50 + 5.3 * limit), `a guard of ${guard} for a limit of ${limit} is met before the job's own limit`);
+  }
+});
+
+test('a process limit that is not a positive whole number is refused, not passed to the engine (where -1 means none)', () => {
+  for (const containerRuntime of [ContainerRuntime.CONTAINER_RUNTIME_RUNC, ContainerRuntime.CONTAINER_RUNTIME_GVISOR]) {
+    assert.throws(() => containerSpec(input({ pidsLimit: -1, containerRuntime })), { name: 'UnsupportedSpecError', message: /process limit of -1/ });
+  }
+  assert.throws(() => containerSpec(input({ pidsLimit: 0 }, { pidsLimit: 0 })), { name: 'UnsupportedSpecError' });
 });
 
 test("no network unless bridge is asked; bridge is the execution's own network, and the host is not a name there", () => {

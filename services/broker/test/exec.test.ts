@@ -3,9 +3,10 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
-import { credentials, type ClientReadableStream } from '@grpc/grpc-js';
-import { BrokerClient, type ExecOutput } from '@paddock/proto';
+import type { ClientReadableStream } from '@grpc/grpc-js';
+import type { BrokerClient, ExecOutput } from '@paddock/proto';
 import type { StartedBroker } from '../src/broker.js';
+import { brokerClientAs } from './support/brokerClient.js';
 import { shellSpec } from './support/specs.js';
 import { setUpTestBroker, type TestBroker } from './support/testBroker.js';
 
@@ -18,7 +19,7 @@ const executionId = randomUUID();
 before(async () => {
   t = await setUpTestBroker('exec');
   broker = await t.start();
-  client = new BrokerClient(broker.grpcAddress, credentials.createInsecure());
+  client = await brokerClientAs('gateway', broker.grpcAddress, t.env);
   await broker.instances.launch({ executionId, ownerId: 'gina', spec: shellSpec('sleep 300', { timeoutMs: 300_000 }) });
 });
 after(async () => {

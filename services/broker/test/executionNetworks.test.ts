@@ -92,7 +92,6 @@ before(async () => {
     imagesDir: join(dir, 'images'),
     workspaceMode: 'bind',
     workspacesDir: join(dir, 'workspaces'),
-    sshHost: '127.0.0.1',
     hostTcpPortsOpen: [allowedHostPort],
   });
 });

@@ -7,17 +7,19 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { readFile, readdir, readlink } from 'node:fs/promises';
 import { createServer, type Server as HttpServer } from 'node:http';
 import { join } from 'node:path';
-import { credentials, Metadata, status, type ClientDuplexStream, type ServiceError } from '@grpc/grpc-js';
+import { Metadata, status, type ClientDuplexStream, type ServiceError } from '@grpc/grpc-js';
 import { BlobStore } from '@paddock/blobs';
 import { createPool, migrate } from '@paddock/db';
-import { BrokerClient, ExitCause, OutputStream, type RelayFrame } from '@paddock/proto';
-import { SecretBox } from '@paddock/secrets';
+import { loadServiceTls } from '@paddock/plane';
+import { ExitCause, OutputStream, type BrokerClient, type RelayFrame } from '@paddock/proto';
+import { SpecKey } from '@paddock/secrets';
 import { MIGRATIONS_DIR } from '../src/broker.js';
 import { InstanceStore } from '../src/instanceStore.js';
 import { InstanceManager } from '../src/lifecycle/instanceManager.js';
 import { DockerProvider } from '../src/providers/docker/dockerProvider.js';
 import type { RelayEndpoint } from '../src/relay/endpoints.js';
 import { startGrpcServer } from '../src/server.js';
+import { brokerClientAs } from './support/brokerClient.js';
 import { containersOf } from './support/containers.js';
 import { exitedOf, outputOf, textOf } from './support/jetstream.js';
 import { shellSpec } from './support/specs.js';
@@ -37,11 +39,11 @@ const endpointToken = randomBytes(8).toString('hex');
 /** A broker's lifecycle and gRPC server on the test's database and NATS, offering `endpoint` inside instances. */
 async function startManager(): Promise<{ instances: InstanceManager; client: BrokerClient; stop(): Promise<void> }> {
   const store = new InstanceStore(pool);
-  const box = await SecretBox.fromFile(t.config.secretKeyFile);
-  const instances = new InstanceManager(provider, t.bus, store, new BlobStore(t.config.blobsDir), t.config, t.log, box, undefined, [endpoint]);
+  const specKey = await SpecKey.existing(t.config.specKeyFile);
+  const instances = new InstanceManager(provider, t.bus, store, new BlobStore(t.config.blobsDir), t.config, t.log, specKey, undefined, [endpoint]);
   await instances.reconcile();
-  const grpc = await startGrpcServer(instances, { host: '127.0.0.1', port: 0, log: t.log });
-  const client = new BrokerClient(grpc.address, credentials.createInsecure());
+  const grpc = await startGrpcServer(instances, { host: '127.0.0.1', port: 0, log: t.log, tls: await loadServiceTls(t.config.tls) });
+  const client = await brokerClientAs('gateway', grpc.address, t.env);
   return {
     instances,
     client,
@@ -59,7 +61,7 @@ before(async () => {
   t = await setUpTestBroker('relay');
   pool = createPool(t.config.databaseUrl!, { name: 'relay-test' });
   await migrate(pool, 'broker', MIGRATIONS_DIR, { log: t.log });
-  provider = new DockerProvider(t.docker, { imagesDir: t.config.imagesDir, workspaceMode: 'bind', workspacesDir: t.config.workspacesDir, sshHost: '127.0.0.1' });
+  provider = new DockerProvider(t.docker, { imagesDir: t.config.imagesDir, workspaceMode: 'bind', workspacesDir: t.config.workspacesDir });
   const socketPath = join(t.services.dir, 'endpoint.sock');
   endpointServer = createServer((req, res) => res.end(`endpoint ${endpointToken} saw ${req.method} ${req.url}\n`));
   await new Promise<void>((resolve) => endpointServer.listen(socketPath, resolve));

@@ -10,7 +10,7 @@ import { BlobStore } from '@paddock/blobs';
 import { createPool, migrate, type Pool } from '@paddock/db';
 import { topics } from '@paddock/bus';
 import { ExitCause, OutputStream } from '@paddock/proto';
-import { SecretBox } from '@paddock/secrets';
+import { SpecKey } from '@paddock/secrets';
 import { MIGRATIONS_DIR } from '../src/broker.js';
 import { brokerConfig } from '../src/config.js';
 import { InstanceManager } from '../src/lifecycle/instanceManager.js';
@@ -54,7 +54,7 @@ before(async () => {
       return made;
     },
   });
-  manager = new InstanceManager(flaky, t.bus, new InstanceStore(pool), new BlobStore(config.blobsDir), config, t.log, await SecretBox.fromFile(config.secretKeyFile));
+  manager = new InstanceManager(flaky, t.bus, new InstanceStore(pool), new BlobStore(config.blobsDir), config, t.log, await SpecKey.existing(config.specKeyFile));
 });
 after(async () => {
   await manager?.stop();

@@ -2,6 +2,7 @@ import type { BlobStore } from '@paddock/blobs';
 import type { Pool } from '@paddock/db';
 import type { Logger } from '@paddock/telemetry';
 import type { ExecutionStore } from './executions/executionStore.js';
+import { IDEMPOTENCY_KEY_TTL_MS, sweepIdempotencyKeys } from './executions/idempotencyKeys.js';
 
 const HOUR_MS = 60 * 60 * 1000;
 
@@ -9,12 +10,15 @@ export interface RetentionCounts {
   executions: number;
   expiredTickets: number;
   blobs: number;
+  /** Idempotency keys older than their 24 h. */
+  idempotencyKeys: number;
 }
 
 /**
  * Keeps what the gateway stores from growing without bound: final executions that ended more than the
- * retention ago (their terminal tickets go with them), expired tickets, and blobs no request wrote or used
- * within the retention. Runs once at start and then every hour.
+ * retention ago (their terminal tickets and idempotency keys go with them), expired tickets, idempotency keys
+ * past their 24 h, and blobs no request wrote or used within the retention. Runs once at start and then
+ * every hour.
  */
 export class RetentionCleaner {
   #timer: NodeJS.Timeout | undefined;
@@ -53,9 +57,10 @@ export class RetentionCleaner {
           executions += removed;
         }
         const tickets = await this.pool.query(`DELETE FROM terminal_tickets WHERE expires_at < $1`, [new Date(nowMs)]);
+        const idempotencyKeys = await sweepIdempotencyKeys(this.pool, new Date(nowMs - IDEMPOTENCY_KEY_TTL_MS));
         const blobs = await this.blobs.sweep(this.retentionMs, nowMs);
-        const counts = { executions, expiredTickets: tickets.rowCount ?? 0, blobs };
-        if (counts.executions + counts.expiredTickets + counts.blobs > 0) {
+        const counts = { executions, expiredTickets: tickets.rowCount ?? 0, idempotencyKeys, blobs };
+        if (counts.executions + counts.expiredTickets + counts.idempotencyKeys + counts.blobs > 0) {
           this.log.info({ ...counts, retentionDays: this.retentionMs / (24 * HOUR_MS) }, 'retention: removed what is past its time');
         }
         return counts;

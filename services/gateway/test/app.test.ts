@@ -11,12 +11,13 @@ import { ExecutionService } from '../src/executions/executionService.js';
 import { ExecutionStore } from '../src/executions/executionStore.js';
 import { projectStates } from '../src/executions/projection.js';
 import { HealthWatch } from '../src/health.js';
-import { SecretBox, unsealSpec } from '@paddock/secrets';
+import { SecretBox, SpecKey, unsealSpec } from '@paddock/secrets';
 import { BrokerDirectory } from '../src/instances/brokers.js';
 import { TicketStore } from '../src/instances/ticketStore.js';
 import { SecretStore } from '../src/secrets/secretStore.js';
 import { UserStore, type User } from '../src/users/userStore.js';
 import { startTelemetry, type Telemetry } from '@paddock/telemetry';
+import { loadServiceTls } from '@paddock/plane';
 import { startTestStack, type TestStack } from './testStack.js';
 
 let stack: TestStack;
@@ -31,6 +32,8 @@ let alice: { user: User; token: string };
 let bob: { user: User; token: string };
 
 let secretBox: SecretBox;
+/** What the gateway seals specs with, for the broker; not the secrets' key. */
+const specKey = SpecKey.withKey(randomBytes(32));
 let telemetry: Telemetry;
 
 before(async () => {
@@ -45,7 +48,7 @@ before(async () => {
   const store = new ExecutionStore(stack.pool);
   secretBox = SecretBox.withKey(randomBytes(32));
   const secrets = new SecretStore(stack.pool, secretBox);
-  const executions = new ExecutionService(store, secrets, bus, config, stack.log);
+  const executions = new ExecutionService(store, secrets, specKey, bus, config, stack.log);
   telemetry = startTelemetry({ service: 'paddock-gateway', otlpEndpoint: undefined });
   deps = {
     log: stack.log,
@@ -53,7 +56,7 @@ before(async () => {
     executions,
     store,
     secrets,
-    brokers: new BrokerDirectory(bus),
+    brokers: new BrokerDirectory(bus, await loadServiceTls(config.tls)),
     tickets: new TicketStore(stack.pool),
     bus,
     health: new HealthWatch(stack.pool, bus),
@@ -160,7 +163,7 @@ test('POST /api/v1/executions stores the request, answers 201 at once and publis
   assert.equal(spec.script, 'print(open("data/in.txt").read())');
   assert.equal(Buffer.from(spec.files['data/in.txt']!).toString(), 'hello');
   assert.deepEqual(spec.env, {}, 'env values travel sealed, not in clear');
-  const { PADDOCK_RUN_TOKEN: runToken, ...env } = unsealSpec(spec, secretBox, ex.id).env;
+  const { PADDOCK_RUN_TOKEN: runToken, ...env } = unsealSpec(spec, specKey, ex.id).env;
   assert.deepEqual(env, { API_KEY: 'secret-value', MODE: 'test' }, 'the broker gets the values');
   assert.match(runToken ?? '', new RegExp(`^prt_${ex.id}_`), "and the execution's run token beside them");
   assert.equal(spec.cpuMillis, 500);
@@ -298,6 +301,11 @@ const README_ROUTES = [
   'get /jobs',
   'post /cancel/{id}',
   'get /download/{id}',
+  'get /api/v1/instances/{id}/ssh',
+  'post /api/v1/instances/{id}/terminal-ticket',
+  'post /api/v1/instances/{id}/exec',
+  'get /api/v1/instances/{id}/tunnel',
+  'get /terminal/{id}',
 ];
 
 /** Every route the app serves, as "method /open/{api}/path", read from Fastify's own route tree. */
@@ -320,6 +328,7 @@ function servedRoutes(): string[] {
 
 interface Operation {
   parameters?: { in: string; name: string; required?: boolean; schema: { type?: string; enum?: string[] } }[];
+  security?: Record<string, string[]>[];
   requestBody?: { content: Record<string, { schema: { type: string; properties: Record<string, unknown>; required?: string[]; additionalProperties?: boolean } }> };
   responses: Record<string, { content?: Record<string, { schema: { type?: string; properties?: Record<string, unknown> } }> }>;
 }
@@ -327,9 +336,12 @@ interface Operation {
 test('the OpenAPI document, served without a token, lists every route with its schemas', async () => {
   const r = await call('GET', '/api/v1/openapi.json', null);
   assert.equal(r.statusCode, 200);
-  const doc = r.json<{ openapi: string; paths: Record<string, Record<string, Operation>>; components: { securitySchemes: object } }>();
+  const doc = r.json<{ openapi: string; paths: Record<string, Record<string, Operation>>; components: { securitySchemes: Record<string, object> } }>();
   assert.equal(doc.openapi, '3.0.3');
-  assert.deepEqual(doc.components.securitySchemes, { bearer: { type: 'http', scheme: 'bearer' } });
+  const schemes = doc.components.securitySchemes;
+  assert.deepEqual(Object.keys(schemes).sort(), ['bearer', 'runToken', 'terminalTicket']);
+  assert.deepEqual({ ...schemes['bearer'], description: undefined }, { type: 'http', scheme: 'bearer', description: undefined });
+  assert.deepEqual({ ...schemes['terminalTicket'], description: undefined }, { type: 'apiKey', in: 'query', name: 'ticket', description: undefined });
 
   const listed = Object.entries(doc.paths).flatMap(([path, ops]) => Object.keys(ops).map((m) => `${m} ${path}`));
   const served = servedRoutes();
@@ -346,7 +358,8 @@ test('the OpenAPI document, served without a token, lists every route with its s
       assert.ok(id?.required, `${where} declares its id parameter`);
       assert.equal(id.schema.type, 'string');
     }
-    const success = Object.keys(op.responses).filter((s) => s.startsWith('2'));
+    // A WebSocket route answers 101 when it opens; every other route one 2xx.
+    const success = Object.keys(op.responses).filter((s) => s.startsWith('2') || s === '101');
     assert.equal(success.length, 1, `${where} declares its answer: ${Object.keys(op.responses).join(', ')}`);
     if (path !== '/healthz') {
       for (const status of ['4XX', '5XX']) {
@@ -379,14 +392,46 @@ test('the OpenAPI document, served without a token, lists every route with its s
   assert.ok(doc.paths['/api/v1/executions/{id}/artifacts.zip']!['get']!.responses['200']?.content?.['application/zip'], 'artifacts are a ZIP');
   const users = doc.paths['/api/v1/users']!['post']!.requestBody!.content['application/json']!.schema;
   assert.deepEqual(users.required, ['name']);
+
+  // Who may call what, as the authentication hook enforces it.
+  assert.deepEqual(doc.paths['/healthz']!['get']!.security, [], 'health is public');
+  assert.deepEqual(doc.paths['/api/v1/executions/{id}']!['get']!.security, [{ bearer: [] }, { runToken: [] }], 'a run reads its own execution');
+  const runTokenRoutes = listed.filter((route) => {
+    const [method, path] = route.split(' ') as [string, string];
+    return doc.paths[path]![method]!.security?.some((s) => 'runToken' in s);
+  });
+  assert.deepEqual(runTokenRoutes, ['get /api/v1/executions/{id}'], 'the run token is accepted there and nowhere else');
+  assert.deepEqual(doc.paths['/api/v1/executions']!['get']!.security, [{ bearer: [] }]);
+  const key = create.parameters?.find((p) => p.in === 'header' && p.name === 'idempotency-key');
+  assert.ok(key && !key.required, 'POST /api/v1/executions takes an optional Idempotency-Key');
 });
 
-/**
- * Left out of the API document on purpose: the document itself, the web pages and their assets, and the
- * WebSocket terminal (OpenAPI 3.0 cannot describe a WebSocket; the gateway README does).
- */
+test('the WebSocket routes are in the OpenAPI document as GETs that ask for the upgrade', async () => {
+  const doc = (await call('GET', '/api/v1/openapi.json', null)).json<{ paths: Record<string, Record<string, Operation>> }>();
+  for (const [path, query, refusals] of [
+    ['/api/v1/instances/{id}/tunnel', ['port'], ['400', '401', '404', '409', '426']],
+    ['/terminal/{id}', ['cols', 'rows'], ['400', '401', '404', '409', '426']],
+  ] as const) {
+    const op = doc.paths[path]?.['get'];
+    assert.ok(op, `${path} is described`);
+    assert.deepEqual(Object.keys(op.responses).filter((s) => s.startsWith('1') || s.startsWith('2')), ['101'], `${path} answers 101 when it opens`);
+    for (const status of refusals) assert.ok(op.responses[status], `${path} says when it answers ${status}`);
+    const headers = op.parameters?.filter((p) => p.in === 'header') ?? [];
+    assert.deepEqual(
+      headers.map((p) => [p.name, p.required, p.schema.enum]),
+      [['connection', true, ['Upgrade']], ['upgrade', true, ['websocket']], ['sec-websocket-key', true, undefined], ['sec-websocket-version', true, ['13']]],
+      `${path} describes the handshake`,
+    );
+    assert.deepEqual(op.parameters?.filter((p) => p.in === 'query').map((p) => p.name).sort(), [...query], `${path}: its query (the ticket is a security scheme)`);
+    assert.deepEqual(op.security, [{ bearer: [] }, { terminalTicket: [] }], `${path}: a token or a one-time ticket`);
+  }
+  const port = doc.paths['/api/v1/instances/{id}/tunnel']!['get']!.parameters!.find((p) => p.name === 'port')!;
+  assert.equal(port.required, true);
+});
+
+/** Left out of the API document on purpose: the document itself, and the web pages and their assets. */
 function undocumented(route: string): boolean {
-  return route === 'get /api/v1/openapi.json' || route.startsWith('get /ui/') || route === 'get /terminal/{id}' || route === 'get /api/v1/instances/{id}/tunnel';
+  return route === 'get /api/v1/openapi.json' || route.startsWith('get /ui/');
 }
 
 test(

@@ -7,7 +7,8 @@ import { after, before, test } from 'node:test';
 import type { FastifyInstance, LightMyRequestResponse } from 'fastify';
 import { Bus, topics } from '@paddock/bus';
 import { ContainerRuntime, ExecutionRequested } from '@paddock/proto';
-import { SecretBox, unsealSpec } from '@paddock/secrets';
+import { SecretBox, SpecKey, unsealSpec } from '@paddock/secrets';
+import { loadServiceTls } from '@paddock/plane';
 import { buildApp } from '../src/app.js';
 import { ExecutionService } from '../src/executions/executionService.js';
 import { ExecutionStore } from '../src/executions/executionStore.js';
@@ -23,6 +24,8 @@ let bus: Bus;
 let app: FastifyInstance;
 let store: ExecutionStore;
 let secretBox: SecretBox;
+/** What the gateway seals specs with, for the broker; not the secrets' key. */
+const specKey = SpecKey.withKey(randomBytes(32));
 let alice: { user: User; token: string };
 let bob: { user: User; token: string };
 
@@ -40,10 +43,10 @@ before(async () => {
     config,
     log: stack.log,
     users,
-    executions: new ExecutionService(store, secrets, bus, config, stack.log),
+    executions: new ExecutionService(store, secrets, specKey, bus, config, stack.log),
     store,
     secrets,
-    brokers: new BrokerDirectory(bus),
+    brokers: new BrokerDirectory(bus, await loadServiceTls(config.tls)),
     tickets: new TicketStore(stack.pool),
     bus,
     health: new HealthWatch(stack.pool, bus),
@@ -56,7 +59,7 @@ after(async () => {
   await stack?.stop();
 });
 
-function call(method: 'GET' | 'POST' | 'PUT', url: string, token: string | null, payload?: unknown): Promise<LightMyRequestResponse> {
+function call(method: 'GET' | 'POST' | 'PUT' | 'DELETE', url: string, token: string | null, payload?: unknown): Promise<LightMyRequestResponse> {
   return app.inject({ method, url, headers: token ? { authorization: `Bearer ${token}` } : {}, ...(payload === undefined ? {} : { payload: payload as object }) });
 }
 
@@ -74,7 +77,7 @@ async function submit(token: string, body: object): Promise<{ id: string; contai
 async function specOnBus(id: string) {
   const m = await bus.jsm.streams.getMessage('PADDOCK_EXECUTIONS', { last_by_subj: topics.executionRequested.subject(id) });
   const { spec } = ExecutionRequested.decode(m.data);
-  return { sealed: spec!, opened: unsealSpec(spec!, secretBox, id) };
+  return { sealed: spec!, opened: unsealSpec(spec!, specKey, id) };
 }
 
 async function count(ownerId: string): Promise<number> {
@@ -199,4 +202,41 @@ test("a run token reads its own execution's status only, is not its owner's toke
   assert.equal(errorOf(ended).message, `the run token of execution ${mine.id} ended with it: the execution is completed`);
   // The owner still reads it with their own token.
   assert.equal((await call('GET', `/api/v1/executions/${mine.id}`, alice.token)).json().state, 'completed');
+});
+
+test('a run token is refused with 401 on every operation of the OpenAPI document that does not list it, WebSocket ones included', async () => {
+  const mine = await submit(alice.token, { kind: 'shell', command: 'sleep 60' });
+  const token = (await specOnBus(mine.id)).opened.env['PADDOCK_RUN_TOKEN']!;
+  const before = await count(alice.user.id);
+  const doc = (await call('GET', '/api/v1/openapi.json', null)).json<{
+    paths: Record<string, Record<string, { security?: Record<string, string[]>[]; responses: Record<string, unknown> }>>;
+  }>();
+  const answered: string[] = [];
+  const expected: string[] = [];
+  for (const [template, ops] of Object.entries(doc.paths)) {
+    for (const [method, op] of Object.entries(ops)) {
+      // Public operations take no credential at all; the run token's own are tested above.
+      if (op.security?.length === 0 || op.security?.some((s) => 'runToken' in s)) continue;
+      const url = template.replace('{id}', mine.id).replace('{name}', 'SOME_SECRET');
+      const operation = `${method.toUpperCase()} ${template}`;
+      expected.push(`${operation} -> 401`);
+      if ('101' in op.responses) {
+        const refused = await app.injectWS(`${url}?port=22`, { headers: { authorization: `Bearer ${token}` } }).then(
+          (ws) => {
+            ws.terminate();
+            return 'opened';
+          },
+          (err: Error) => err.message,
+        );
+        answered.push(`${operation} -> ${/response: (\d+)/.exec(refused)?.[1] ?? refused}`);
+      } else {
+        const r = await call(method.toUpperCase() as 'GET', url, token);
+        answered.push(`${operation} -> ${r.statusCode}`);
+        if (r.statusCode === 401) assert.equal(errorOf(r).message, "a run token is not accepted here: this route needs a user's token", operation);
+      }
+    }
+  }
+  assert.ok(expected.length >= 20, `the document lists the API: ${expected.join(', ')}`);
+  assert.deepEqual(answered, expected);
+  assert.equal(await count(alice.user.id), before, 'nothing was created with it');
 });

@@ -11,7 +11,8 @@ import { Validator } from '@seriousme/openapi-schema-validator';
 import { BlobStore } from '@paddock/blobs';
 import { Bus, topics } from '@paddock/bus';
 import { ExecutionRequested } from '@paddock/proto';
-import { SecretBox } from '@paddock/secrets';
+import { SecretBox, SpecKey } from '@paddock/secrets';
+import { loadServiceTls } from '@paddock/plane';
 import { buildApp } from '../src/app.js';
 import type { GatewayConfig } from '../src/config.js';
 import { ExecutionService } from '../src/executions/executionService.js';
@@ -45,10 +46,10 @@ before(async () => {
     config,
     log: stack.log,
     users,
-    executions: new ExecutionService(store, secrets, bus, config, stack.log),
+    executions: new ExecutionService(store, secrets, SpecKey.withKey(randomBytes(32)), bus, config, stack.log),
     store,
     secrets,
-    brokers: new BrokerDirectory(bus),
+    brokers: new BrokerDirectory(bus, await loadServiceTls(config.tls)),
     tickets: new TicketStore(stack.pool),
     bus,
     health: new HealthWatch(stack.pool, bus),

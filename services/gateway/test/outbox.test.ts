@@ -7,7 +7,8 @@ import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { Bus, topics } from '@paddock/bus';
 import { ExecutionKind, ExecutionRequested, type ExecutionSpec } from '@paddock/proto';
-import { SecretBox } from '@paddock/secrets';
+import { SecretBox, SpecKey } from '@paddock/secrets';
+import { loadServiceTls } from '@paddock/plane';
 import { buildApp } from '../src/app.js';
 import { ExecutionService } from '../src/executions/executionService.js';
 import { ExecutionStore } from '../src/executions/executionStore.js';
@@ -102,7 +103,7 @@ test('a row that can never be published fails its execution with a reason, and t
   const config = stack.config();
   const bus = await Bus.connect({ url: stack.nats.url, name: 'paddock-gateway', log: stack.log });
   try {
-    const service = new ExecutionService(store, new SecretStore(stack.pool, SecretBox.withKey(randomBytes(32))), bus, config, stack.log);
+    const service = new ExecutionService(store, new SecretStore(stack.pool, SecretBox.withKey(randomBytes(32))), SpecKey.withKey(randomBytes(32)), bus, config, stack.log);
     // Rows as the gateway stores them while NATS is away: not yet published.
     const insert = async (command: string, spec: ExecutionSpec) => {
       const id = newId();
@@ -131,7 +132,7 @@ test('a row that can never be published fails its execution with a reason, and t
       executions: service,
       store,
       secrets: new SecretStore(stack.pool, SecretBox.withKey(randomBytes(32))),
-      brokers: new BrokerDirectory(bus),
+      brokers: new BrokerDirectory(bus, await loadServiceTls(config.tls)),
       tickets: new TicketStore(stack.pool),
       bus,
       health: new HealthWatch(stack.pool, bus),
@@ -167,7 +168,7 @@ test('while NATS fails it, the relay backs off from its first failure instead of
   const config = stack.config();
   const bus = await Bus.connect({ url: stack.nats.url, name: 'paddock-gateway', log: stack.log });
   try {
-    const service = new ExecutionService(store, new SecretStore(stack.pool, SecretBox.withKey(randomBytes(32))), bus, config, stack.log);
+    const service = new ExecutionService(store, new SecretStore(stack.pool, SecretBox.withKey(randomBytes(32))), SpecKey.withKey(randomBytes(32)), bus, config, stack.log);
     const id = newId();
     await store.insert(id, user.id, normalizeRequest({ kind: 'shell', command: 'echo later' }, config), toSpec(normalizeRequest({ kind: 'shell', command: 'echo later' }, config)));
     await stack.pool.query(`UPDATE executions SET created_at = now() - interval '10 seconds' WHERE id = $1`, [id]);

@@ -1,5 +1,6 @@
 // Nothing grows without bound: final executions past the retention go, with their terminal tickets;
 // executions still running or queued, and recent ones, stay; so do blobs used within the retention.
+// Idempotency keys go once their 24 h are over.
 import assert from 'node:assert/strict';
 import { utimes } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -52,6 +53,15 @@ test('the cleaner removes final executions older than PADDOCK_RETENTION_DAYS wit
   // A ticket issued while it ran (and not used) goes with its execution.
   const ticket = await tickets.issue(old.completed, user.id);
   const kept = await tickets.issue(stillRunning, user.id);
+  const key = (name: string, executionId: string, ageHours: number) =>
+    stack.pool.query(
+      `INSERT INTO idempotency_keys (owner_id, key, request_digest, execution_id, created_at) VALUES ($1, $2, '\\x00', $3, now() - make_interval(hours => $4))`,
+      [user.id, name, executionId, ageHours],
+    );
+  await key('past-its-day', stillRunning, 25);
+  await key('fresh', stillQueued, 23);
+  // A key goes with the execution it names, whatever its age.
+  await key('of-a-removed-execution', old.completed, 1);
 
   const blobs = new BlobStore(config.blobsDir);
   const stale = await blobs.put(Buffer.from('used 31 days ago'));
@@ -62,7 +72,9 @@ test('the cleaner removes final executions older than PADDOCK_RETENTION_DAYS wit
 
   const cleaner = new RetentionCleaner(stack.pool, store, blobs, config.retentionMs, stack.log);
   const counts = await cleaner.runOnce();
-  assert.deepEqual(counts, { executions: 3, expiredTickets: 0, blobs: 1 });
+  assert.deepEqual(counts, { executions: 3, expiredTickets: 0, idempotencyKeys: 1, blobs: 1 });
+  const keys = await stack.pool.query<{ key: string }>(`SELECT key FROM idempotency_keys WHERE owner_id = $1`, [user.id]);
+  assert.deepEqual(keys.rows.map((r) => r.key), ['fresh'], 'a key within its 24 h stays, unless its execution went');
 
   for (const id of Object.values(old)) assert.equal(await store.get(id, null), null, `${id} is removed`);
   for (const id of [recent, stillRunning, stillQueued]) assert.ok(await store.get(id, null), `${id} is kept`);
@@ -71,7 +83,7 @@ test('the cleaner removes final executions older than PADDOCK_RETENTION_DAYS wit
   await assert.rejects(blobs.get(stale), /is not in the blob store/);
   assert.equal((await blobs.get(fresh)).toString(), 'used yesterday');
 
-  assert.deepEqual(await cleaner.runOnce(), { executions: 0, expiredTickets: 0, blobs: 0 }, 'a second pass finds nothing');
+  assert.deepEqual(await cleaner.runOnce(), { executions: 0, expiredTickets: 0, idempotencyKeys: 0, blobs: 0 }, 'a second pass finds nothing');
   await cleaner.stop();
 });
 

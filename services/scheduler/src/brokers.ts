@@ -1,4 +1,5 @@
-import { credentials, Metadata, status, type ServiceError } from '@grpc/grpc-js';
+import { Metadata, status, type ChannelCredentials, type ServiceError } from '@grpc/grpc-js';
+import { channelCredentials, channelOptions, type ServiceTls } from '@paddock/plane';
 import { BrokerClient, type BrokerHeartbeat, type CancelReply, type LaunchReply, type LaunchRequest } from '@paddock/proto';
 import { injectContext } from '@paddock/telemetry';
 import type { Context } from '@opentelemetry/api';
@@ -50,12 +51,22 @@ function metadata(ctx?: Context): Metadata {
 /** Heartbeats kept per broker (one a second): enough for the reconciler's longest "absent in a row". */
 const SIGHTINGS_KEPT = 30;
 
-/** The brokers that announced themselves by heartbeat, what each holds, and a gRPC client for each. */
+/**
+ * The brokers that announced themselves by heartbeat, what each holds, and a gRPC client for each: over
+ * mutual TLS, as the scheduler (its certificate), to a server that must show the broker's certificate.
+ */
 export class BrokerRegistry {
   private readonly brokers = new Map<string, KnownBroker>();
   private readonly clients = new Map<string, BrokerClient>();
+  /** Made once: each set of credentials builds its own TLS context. */
+  private readonly credentials: ChannelCredentials;
 
-  constructor(readonly freshForMs = 5_000) {}
+  constructor(
+    tls: ServiceTls,
+    readonly freshForMs = 5_000,
+  ) {
+    this.credentials = channelCredentials(tls, 'broker');
+  }
 
   seen(hb: BrokerHeartbeat, nowMs = Date.now()): HeartbeatNews {
     const before = this.brokers.get(hb.brokerId);
@@ -88,7 +99,7 @@ export class BrokerRegistry {
     const key = `${brokerId}@${b.heartbeat.grpcAddress}`;
     let c = this.clients.get(key);
     if (!c) {
-      c = new BrokerClient(b.heartbeat.grpcAddress, credentials.createInsecure());
+      c = new BrokerClient(b.heartbeat.grpcAddress, this.credentials, channelOptions('broker'));
       this.clients.set(key, c);
     }
     return c;

@@ -1,6 +1,7 @@
 import { busSettingsFromEnv, type BusSettings } from '@paddock/bus';
 import { commonConfig, EnvReader, type CommonConfig, type Env } from '@paddock/config';
 import { ConfigError } from '@paddock/errors';
+import { tlsFilesFromEnv, type TlsFiles } from '@paddock/plane';
 import type { ReconcilePolicy } from './reconciler.js';
 
 export interface ReconcileConfig extends ReconcilePolicy {
@@ -27,6 +28,8 @@ export interface SchedulerConfig extends CommonConfig {
   readonly bus: BusSettings;
   /** A loopback port serving `GET /metrics` for Prometheus; 0 serves none. */
   readonly metricsPort: number;
+  /** The scheduler's certificate and key for calling brokers, and the plane's CA their certificates must come from. */
+  readonly tls: TlsFiles;
 }
 
 export function schedulerConfig(env: Env): SchedulerConfig {
@@ -55,5 +58,6 @@ export function schedulerConfig(env: Env): SchedulerConfig {
     }),
     bus: busSettingsFromEnv(env),
     metricsPort: read.int('PADDOCK_METRICS_PORT', 0, { min: 0, max: 65_535 }),
+    tls: tlsFilesFromEnv(env, 'scheduler'),
   });
 }

@@ -3,6 +3,7 @@ import type { ServiceError } from '@grpc/grpc-js';
 import { Bus, topics, type Subscription } from '@paddock/bus';
 import { createPool, migrate } from '@paddock/db';
 import { PermanentError } from '@paddock/errors';
+import { loadServiceTls } from '@paddock/plane';
 import { ExitCause, type InstanceExited } from '@paddock/proto';
 import type { Startup } from '@paddock/service';
 import { injectContext, unrecordedMetrics, type Logger, type PaddockMetrics } from '@paddock/telemetry';
@@ -70,13 +71,15 @@ function stateCounts(store: JobStore, freshForMs = 1_000): () => Promise<Partial
 export async function startScheduler(config: SchedulerConfig, log: Logger, opts: SchedulerOptions = {}): Promise<StartedScheduler> {
   const { startup, metrics = unrecordedMetrics() } = opts;
   if (!config.databaseUrl) throw new Error('DATABASE_URL is required');
+  // Before waiting for anything: a missing or wrong certificate is a setting to fix, not an outage to wait out.
+  const tls = await loadServiceTls(config.tls);
   const startedAtMs = Date.now();
   const pool = createPool(config.databaseUrl, { name: 'paddock-scheduler', max: 20 });
   await waitFor(startup, 'PostgreSQL', (signal) => migrate(pool, 'scheduler', MIGRATIONS_DIR, { log, ...(signal ? { signal } : {}) }));
   const bus = await waitFor(startup, 'NATS', () => Bus.connect({ ...config.bus, url: config.natsUrl, name: 'paddock-scheduler', log, observer: metrics }));
   const clock = ConnectionClock.of(bus.nc);
   const store = new JobStore(pool);
-  const brokers = new BrokerRegistry();
+  const brokers = new BrokerRegistry(tls);
 
   /**
    * Tells the broker to stop and remove an execution's instance. Errors that can pass are thrown (a caller

@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Bus, topics } from '@paddock/bus';
 import { createPool, startEmbeddedPostgres, type EmbeddedDatabase, type Pool } from '@paddock/db';
+import { ensurePki, planeDir } from '@paddock/plane';
 import { ExecutionRequested, ExecutionSpec, ExecutionState, type ExecutionStateChanged } from '@paddock/proto';
 import { createLogger } from '@paddock/telemetry';
 import { freePort } from '@paddock/testkit';
@@ -70,6 +71,8 @@ before(async () => {
   await chmod(dir, 0o755);
   nats = new Nats(await freePort(), join(dir, 'nats'));
   [db] = await Promise.all([startEmbeddedPostgres({ dir: join(dir, 'pg'), port: await freePort() }), nats.start()]);
+  // The scheduler's certificate, as `paddock up` makes it: it calls brokers over mutual TLS only.
+  await ensurePki(planeDir(dir), { services: ['scheduler'] });
   const config = schedulerConfig({ DATABASE_URL: db.url, NATS_URL: nats.url, PADDOCK_BROKER_LOST_AFTER_MS: String(BROKER_LOST_AFTER_MS), PADDOCK_HOME: dir });
   scheduler = await startScheduler(config, log);
   pool = createPool(db.url, { name: 'scheduler-test' });

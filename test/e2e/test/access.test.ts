@@ -131,7 +131,7 @@ test('env values cross the bus sealed: the request on JetStream holds none in cl
   const final = await alice.waitFinal(id);
   assert.equal(final.state, 'completed');
   assert.equal((await alice.logs(id)).trim(), String(secret.length + 1));
-  const nc = await connect({ servers: paddock.natsUrl });
+  const nc = await connect(paddock.natsOptions('access-test'));
   try {
     const jsm = await nc.jetstreamManager();
     const stored = await jsm.streams.getMessage(streamOf(topics.executionRequested), { last_by_subj: topics.executionRequested.subject(id) });

@@ -13,7 +13,7 @@ let nc: NatsConnection;
 
 before(async () => {
   paddock = await startPaddock();
-  nc = await connect({ servers: paddock.natsUrl });
+  nc = await connect(paddock.natsOptions('metrics-test'));
 });
 
 after(async () => {

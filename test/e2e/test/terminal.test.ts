@@ -1,8 +1,9 @@
-// Watching and joining a running instance: SSH, the WebSocket terminal (several viewers), exec, tickets.
+// Watching and joining a running instance: SSH (through the gateway's tunnel: no host port leads to an
+// instance), the WebSocket terminal (several viewers), exec, tickets.
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { Client } from 'ssh2';
-import WebSocket from 'ws';
+import WebSocket, { createWebSocketStream } from 'ws';
 import { startPaddock, type ApiClient, type RunningPaddock } from '@paddock/testkit';
 import { waitFor } from '../src/index.js';
 
@@ -24,24 +25,43 @@ after(async () => {
   await paddock?.stop();
 });
 
-function sshRun(access: { host: string; port: number; username: string; password: string }, command: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const client = new Client();
-    client
-      .on('ready', () => {
-        client.exec(command, (err, stream) => {
-          if (err) return reject(err);
-          let out = '';
-          stream.on('data', (d: Buffer) => (out += d.toString()));
-          stream.stderr.on('data', (d: Buffer) => (out += d.toString()));
-          stream.on('close', () => {
-            client.end();
-            resolve(out);
+const wsUrl = (path: string) => paddock.url.replace(/^http/, 'ws') + path;
+
+interface SshAccess {
+  /** Where the gateway tunnels to the instance's sshd (port 2222 inside), as GET /api/v1/instances/{id}/ssh says. */
+  readonly tunnelPath: string;
+  readonly username: string;
+  readonly password: string;
+}
+
+/**
+ * Runs a command over SSH, the connection carried by the gateway's tunnel (the broker's relay, into the
+ * instance's network namespace), as `paddock ssh` does. Rejects when the tunnel or the login is refused.
+ */
+function sshRun(access: SshAccess, command: string): Promise<string> {
+  const ws = new WebSocket(wsUrl(access.tunnelPath), { headers: { authorization: `Bearer ${paddock.admin.token}` } });
+  return new Promise<string>((resolve, reject) => {
+    ws.once('unexpected-response', (_req, res) => reject(new Error(`the tunnel was refused: HTTP ${res.statusCode}`)));
+    ws.once('error', reject);
+    ws.once('open', () => {
+      const client = new Client();
+      client
+        .on('ready', () => {
+          client.exec(command, (err, stream) => {
+            if (err) return reject(err);
+            let out = '';
+            stream.on('data', (d: Buffer) => (out += d.toString()));
+            stream.stderr.on('data', (d: Buffer) => (out += d.toString()));
+            stream.on('close', () => {
+              client.end();
+              resolve(out);
+            });
           });
-        });
-      })
-      .on('error', reject)
-      .connect({ host: access.host, port: access.port, username: access.username, password: access.password, readyTimeout: 10_000 });
+        })
+        .on('error', reject)
+        .on('close', () => ws.close())
+        .connect({ sock: createWebSocketStream(ws), username: access.username, password: access.password, readyTimeout: 10_000 });
+    });
   });
 }
 
@@ -67,12 +87,12 @@ async function openTerminal(url: string, headers: Record<string, string> = {}): 
   };
 }
 
-const wsUrl = (path: string) => paddock.url.replace(/^http/, 'ws') + path;
-
-test('the owner gets SSH details; SSH lands as the agent user beside tmux session agent', async () => {
+test('the owner gets SSH details; SSH through the tunnel lands as the agent user beside tmux session agent', async () => {
   const r = await paddock.admin.request('GET', `/api/v1/instances/${serviceId}/ssh`);
   assert.equal(r.status, 200, JSON.stringify(r.body));
-  assert.equal(r.body.host, '127.0.0.1');
+  assert.equal(r.body.tunnelPath, `/api/v1/instances/${serviceId}/tunnel?port=2222`);
+  assert.equal(r.body.host, undefined, 'no host address: no host port leads to the instance');
+  assert.equal(r.body.port, undefined);
   assert.equal(r.body.username, 'agent');
   assert.ok(r.body.password.length >= 20);
   const out = await sshRun(r.body, 'id -un; tmux list-sessions -F "#{session_name}"; cat /workspace/../opt/paddock/run/secrets/ssh-password 2>&1 || true');

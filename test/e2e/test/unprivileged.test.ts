@@ -1,11 +1,13 @@
 // Every container is unprivileged, whatever its kind: uid 1000 from its first process (Docker's init) to its
 // last, no capabilities, no privilege escalation, Docker's seccomp filter, a read-only root filesystem in
-// Paddock's images, no docker.sock; sshd runs unprivileged and still lets the owner in.
+// Paddock's images, no docker.sock; sshd runs unprivileged and still lets the owner in, through the relay
+// only: no container publishes a port on the host.
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { Client } from 'ssh2';
+import WebSocket, { createWebSocketStream } from 'ws';
 import { freePort, startPaddock, startScriptedProvider, type ApiClient, type RunningPaddock } from '@paddock/testkit';
-import { readZip, waitFor } from '../src/index.js';
+import { containersOf, docker, readZip, waitFor } from '../src/index.js';
 
 let paddock: RunningPaddock;
 
@@ -107,25 +109,58 @@ async function execIn(client: ApiClient, id: string, cmd: string[]): Promise<str
     .join('');
 }
 
-function sshRun(access: { host: string; port: number; username: string; password: string }, command: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const client = new Client();
-    client
-      .on('ready', () => {
-        client.exec(command, (err, stream) => {
-          if (err) return reject(err);
-          let out = '';
-          stream.on('data', (d: Buffer) => (out += d.toString()));
-          stream.stderr.on('data', (d: Buffer) => (out += d.toString()));
-          stream.on('close', () => {
-            client.end();
-            resolve(out);
+interface SshAccess {
+  /** Where the gateway tunnels to the instance's sshd (port 2222 inside), as GET /api/v1/instances/{id}/ssh says. */
+  readonly tunnelPath: string;
+  readonly username: string;
+  readonly password: string;
+}
+
+/**
+ * Runs a command over SSH, the connection carried by the gateway's tunnel (the broker's relay, into the
+ * instance's network namespace): the only way to its sshd, which no host port leads to.
+ */
+function sshRun(access: SshAccess, command: string): Promise<string> {
+  const ws = new WebSocket(paddock.url.replace(/^http/, 'ws') + access.tunnelPath, { headers: { authorization: `Bearer ${paddock.admin.token}` } });
+  return new Promise<string>((resolve, reject) => {
+    ws.once('unexpected-response', (_req, res) => reject(new Error(`the tunnel was refused: HTTP ${res.statusCode}`)));
+    ws.once('error', reject);
+    ws.once('open', () => {
+      const client = new Client();
+      client
+        .on('ready', () => {
+          client.exec(command, (err, stream) => {
+            if (err) return reject(err);
+            let out = '';
+            stream.on('data', (d: Buffer) => (out += d.toString()));
+            stream.stderr.on('data', (d: Buffer) => (out += d.toString()));
+            stream.on('close', () => {
+              client.end();
+              resolve(out);
+            });
           });
-        });
-      })
-      .on('error', reject)
-      .connect({ host: access.host, port: access.port, username: access.username, password: access.password, readyTimeout: 10_000 });
+        })
+        .on('error', reject)
+        .on('close', () => ws.close())
+        .connect({ sock: createWebSocketStream(ws), username: access.username, password: access.password, readyTimeout: 10_000 });
+    });
   });
+}
+
+/** What the engine was asked to publish of an execution's container, and what it publishes. */
+async function publishedPortsOf(executionId: string): Promise<{ bindings: unknown; exposed: unknown; published: string[]; listed: unknown }> {
+  const [container, ...more] = await containersOf(executionId);
+  assert.ok(container && more.length === 0, `one container for ${executionId}`);
+  const info = await docker.getContainer(container.Id).inspect();
+  assert.equal(info.State.Running, true, 'running, so what it publishes is in force');
+  return {
+    bindings: info.HostConfig.PortBindings ?? {},
+    exposed: info.Config.ExposedPorts ?? {},
+    published: Object.entries(info.NetworkSettings.Ports ?? {})
+      .filter(([, bindings]) => (bindings ?? []).length > 0)
+      .map(([port]) => port),
+    listed: container.Ports,
+  };
 }
 
 test('a shell job runs as uid 1000 with no capabilities, PID 1 included, on a read-only root', async () => {
@@ -149,10 +184,16 @@ test('a Python job runs as uid 1000 with no capabilities, PID 1 included, on a r
   assertReadOnlyRoot(report);
 });
 
-test('an agent runs as uid 1000 with no capabilities from its entrypoint on, on a read-only root where its CLI still has a home', async () => {
+test('an agent runs as uid 1000 with no capabilities from its entrypoint on, on a read-only root where its CLI still has a home, and publishes no port', async () => {
+  // The agent's first step waits for the test to have looked at its running container.
+  const looked = '/tmp/paddock-test-looked';
   const provider = await startScriptedProvider({
     port: providerPort,
-    openai: [{ toolCalls: [{ name: 'run_shell', args: { command: PROBE } }] }, { toolCalls: [{ name: 'finish', args: { summary: 'probed' } }] }],
+    openai: [
+      { toolCalls: [{ name: 'run_shell', args: { command: `until [ -e ${looked} ]; do sleep 0.2; done; echo looked` } }] },
+      { toolCalls: [{ name: 'run_shell', args: { command: PROBE } }] },
+      { toolCalls: [{ name: 'finish', args: { summary: 'probed' } }] },
+    ],
   });
   try {
     const { id } = await paddock.admin.submit({
@@ -161,11 +202,17 @@ test('an agent runs as uid 1000 with no capabilities from its entrypoint on, on 
       prompt: 'Report what you can do here',
       env: { OPENAI_API_KEY: 'sk-test', OPENAI_BASE_URL: provider.openaiBaseUrlForContainers },
     });
+    await paddock.admin.waitState(id, 'executing');
+    await waitFor('the agent to wait for the test', async () => provider.requests.length >= 1);
+    // An agent with a network and sshd: nothing of it is published on the host.
+    assert.deepEqual(await publishedPortsOf(id), { bindings: {}, exposed: {}, published: [], listed: [] });
+    await execIn(paddock.admin, id, ['touch', looked]);
+
     const final = await paddock.admin.waitFinal(id);
     const log = await paddock.admin.logs(id);
     assert.equal(final.state, 'completed', `${final.error}\n${log}`);
     const report = parseProbe(log);
-    // The entrypoint, its sshd (the agent has a network), tmux and the agent itself.
+    // The entrypoint, its sshd, tmux and the agent itself.
     assertUnprivileged(report, ['paddock-entrypo', 'sshd', 'tmux: server', 'node', 'bash']);
     assertReadOnlyRoot(report);
   } finally {
@@ -173,7 +220,7 @@ test('an agent runs as uid 1000 with no capabilities from its entrypoint on, on 
   }
 });
 
-test('a service is unprivileged throughout; its owner logs in over SSH to its unprivileged sshd, and only a hash of the password is inside', async () => {
+test('a service is unprivileged throughout and publishes no port; its owner logs in over SSH through the tunnel to its unprivileged sshd, and only a hash of the password is inside', async () => {
   const { id } = await paddock.admin.submit({ kind: 'shell', command: 'echo service-ready', service: true, network: 'bridge' });
   await paddock.admin.waitState(id, 'executing');
   await waitFor('the service to idle', async () => /idling/.test(await paddock.admin.logs(id)));
@@ -182,9 +229,15 @@ test('a service is unprivileged throughout; its owner logs in over SSH to its un
     assertUnprivileged(report, ['paddock-entrypo', 'sshd', 'tmux: server', 'sleep']);
     assertReadOnlyRoot(report);
 
+    // A bridged service, with sshd listening: still, nothing of it is published on the host.
+    assert.deepEqual(await publishedPortsOf(id), { bindings: {}, exposed: {}, published: [], listed: [] });
+
     const access = await paddock.admin.request('GET', `/api/v1/instances/${id}/ssh`);
     assert.equal(access.status, 200, JSON.stringify(access.body));
     assert.equal(access.body.username, 'agent');
+    assert.equal(access.body.tunnelPath, `/api/v1/instances/${id}/tunnel?port=2222`);
+    assert.equal(access.body.host, undefined, 'no host address: sshd is reached through the tunnel only');
+    assert.equal(access.body.port, undefined);
     const over = await sshRun(access.body, `id -u; grep CapEff /proc/self/status; tmux has-session -t agent && echo tmux-reachable; ${PROBE}`);
     assert.match(over, /^1000\nCapEff:\s+0{16}\ntmux-reachable\n/);
     // The SSH session's own processes (sshd's child for the session, its shell) are unprivileged too.

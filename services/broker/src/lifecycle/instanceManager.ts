@@ -5,14 +5,14 @@ import { status as GrpcStatus } from '@grpc/grpc-js';
 import type { BlobStore } from '@paddock/blobs';
 import { topics, type Bus } from '@paddock/bus';
 import { ExecutionKind, ExitCause, OutputStream, type AccessReply, type ExecOutput, type ExecRequest, type ExecutionSpec, type InstanceExited, type LaunchReply, type LaunchRequest } from '@paddock/proto';
-import { unsealSpec, type SecretBox } from '@paddock/secrets';
+import { unsealSpec, type SpecKey } from '@paddock/secrets';
 import { unrecordedMetrics, type Logger, type PaddockMetrics } from '@paddock/telemetry';
 import { saveArtifacts, saveDirectoryArtifacts } from '../artifacts.js';
 import type { BrokerConfig } from '../config.js';
 import type { ExitRecord, InstanceRow, InstanceStore, StopCause } from '../instanceStore.js';
 import { OutputPublisher, skipPublished, type StreamOffsets } from '../output.js';
 import { InstanceNotFoundError, TransientProviderError, UnsupportedSpecError } from '../provider/errors.js';
-import { INSTANCE_SSH_PORT, type CreatedInstance, type InstanceSummary, type OutputFrame, type Provider } from '../provider/provider.js';
+import type { CreatedInstance, InstanceSummary, OutputFrame, Provider } from '../provider/provider.js';
 import type { RelayEndpoint } from '../relay/endpoints.js';
 import { OutboundRelays } from '../relay/outboundRelays.js';
 import { EgressProxies } from '../egress/egressProxies.js';
@@ -77,7 +77,8 @@ export class InstanceManager {
     private readonly blobs: BlobStore,
     private readonly config: BrokerConfig,
     private readonly log: Logger,
-    private readonly box: SecretBox,
+    /** Opens what the gateway sealed in specs; also seals this broker's SSH passwords at rest. */
+    private readonly specKey: SpecKey,
     private readonly metrics: PaddockMetrics = unrecordedMetrics(),
     /** Paddock's own endpoints, offered inside every running instance through the relay. */
     relayEndpoints: readonly RelayEndpoint[] = [],
@@ -177,7 +178,7 @@ export class InstanceManager {
       if (runsSshd(spec)) {
         sshPassword = randomBytes(18).toString('base64url');
         // Kept sealed: the table holds nothing that logs in.
-        await this.store.setSshPassword(executionId, this.box.seal(sshPassword, sshAssociated(executionId)).toString('base64'));
+        await this.store.setSshPassword(executionId, this.specKey.seal(sshPassword, sshAssociated(executionId)).toString('base64'));
       }
       // Up before the job: its first request through the proxy finds it listening once the relay is.
       await this.egress.start(executionId, spec.egress);
@@ -294,9 +295,9 @@ export class InstanceManager {
 
   private unseal(spec: ExecutionSpec, executionId: string): ExecutionSpec {
     try {
-      return unsealSpec(spec, this.box, executionId);
+      return unsealSpec(spec, this.specKey, executionId);
     } catch (err) {
-      throw new Error(`the execution's secrets do not open with this broker's key (${this.config.secretKeyFile} must be the gateway's): ${(err as Error).message}`, { cause: err });
+      throw new Error(`the execution's secrets do not open with this broker's spec key (${this.config.specKeyFile}; it must be the gateway's PADDOCK_SPEC_KEY_FILE)`, { cause: err });
     }
   }
 
@@ -387,21 +388,20 @@ export class InstanceManager {
     if (!row || row.brokerId !== this.config.brokerId || row.state !== 'running' || !row.containerId) {
       throw new LaunchError(GrpcStatus.NOT_FOUND, `execution ${executionId} has no running instance on broker ${this.config.brokerId}`);
     }
-    const sshPassword = row.sshPassword === null ? null : this.box.open(Buffer.from(row.sshPassword, 'base64'), sshAssociated(executionId));
+    const sshPassword = row.sshPassword === null ? null : this.specKey.open(Buffer.from(row.sshPassword, 'base64'), sshAssociated(executionId));
     return { sshPassword };
   }
 
   /**
-   * The login to the instance's sshd (port INSTANCE_SSH_PORT inside, reached through the relay). The host
-   * address is given too only while the provider still publishes sshd on the host; nothing needs it.
+   * The login to the instance's sshd (port INSTANCE_SSH_PORT inside). sshd is reached only through the
+   * relay: no provider publishes it on a host, so the reply's host and port stay empty.
    */
   async access(executionId: string): Promise<AccessReply> {
     const { sshPassword } = await this.runningRow(executionId);
     if (!sshPassword) {
       throw new LaunchError(GrpcStatus.FAILED_PRECONDITION, 'this instance runs no sshd: only agents and services do (a shell or Python job started with service: true)');
     }
-    const published = (await this.provider.inspect(executionId)).publishedPorts.get(INSTANCE_SSH_PORT);
-    return { sshHost: published?.port ? this.config.sshHost : '', sshPort: published?.port ?? 0, username: 'agent', password: sshPassword };
+    return { username: 'agent', password: sshPassword };
   }
 
   /** A byte stream to 127.0.0.1:port inside a running instance of this broker (the Relay RPC); NOT_FOUND otherwise. */

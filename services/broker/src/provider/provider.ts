@@ -120,8 +120,6 @@ export interface InstanceInfo {
   readonly memoryLimitBytes: number;
   /** The workspace's limit, 0 for none. */
   readonly diskLimitBytes: number;
-  /** Ports of the instance reachable from this host: port inside -> address outside. */
-  readonly publishedPorts: ReadonlyMap<number, { host: string; port: number }>;
 }
 
 export interface InstanceSummary {

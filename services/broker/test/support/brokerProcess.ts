@@ -1,8 +1,8 @@
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { credentials } from '@grpc/grpc-js';
 import { topics, type Bus } from '@paddock/bus';
-import { BrokerClient, type LaunchReply, type LaunchRequest } from '@paddock/proto';
+import type { LaunchReply, LaunchRequest } from '@paddock/proto';
+import { brokerClientAs } from './brokerClient.js';
 
 const MAIN = fileURLToPath(new URL('../../src/main.js', import.meta.url));
 
@@ -16,7 +16,8 @@ export interface BrokerProcess {
 
 /**
  * The broker as production runs it (dist/src/main.js) in a process of its own, so that a test can crash
- * it for real. It is found as the scheduler finds it: by its heartbeat on NATS, which names its address.
+ * it for real. It is found as the scheduler finds it: by its heartbeat on NATS, which names its address,
+ * and called as the scheduler calls it, with the scheduler's certificate from the plane in env's PADDOCK_HOME.
  */
 export async function startBrokerProcess(env: Record<string, string>, bus: Bus, brokerId: string): Promise<BrokerProcess> {
   let address!: (a: string) => void;
@@ -42,7 +43,7 @@ export async function startBrokerProcess(env: Record<string, string>, bus: Bus, 
     clearTimeout(timer);
     await sub.stop();
   }
-  const client = new BrokerClient(grpcAddress, credentials.createInsecure());
+  const client = await brokerClientAs('scheduler', grpcAddress, env);
   return {
     launch: (req) => new Promise((resolve, reject) => client.launch(req, (err, reply) => (err ? reject(err) : resolve(reply)))),
     kill: async (signal) => {

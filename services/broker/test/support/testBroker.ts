@@ -1,6 +1,7 @@
 import { join } from 'node:path';
 import Docker from 'dockerode';
 import { Bus } from '@paddock/bus';
+import { ensurePki, planeDir, type PlaneFiles } from '@paddock/plane';
 import { createLogger, type Logger } from '@paddock/telemetry';
 import { startBroker, type StartedBroker } from '../../src/broker.js';
 import { brokerConfig, type BrokerConfig } from '../../src/config.js';
@@ -14,6 +15,8 @@ export interface TestBroker {
   /** The environment a broker process of this test is started with (same id, database, NATS). */
   readonly env: Record<string, string>;
   readonly docker: Docker;
+  /** The plane made in the test's PADDOCK_HOME: the broker serves with its certificate, clients use theirs. */
+  readonly plane: PlaneFiles;
   /** Another service's connection to NATS, to watch what the broker publishes. */
   readonly bus: Bus;
   readonly log: Logger;
@@ -25,11 +28,13 @@ export interface TestBroker {
 
 /**
  * Everything one test file needs around a broker: real nats-server and PostgreSQL, the Docker engine,
- * and a broker id of its own, so that it never sees, adopts or removes another test's containers.
+ * the plane's certificates (in PADDOCK_HOME/plane, as `paddock up` makes them), and a broker id of its
+ * own, so that it never sees, adopts or removes another test's containers.
  */
 export async function setUpTestBroker(name: string, extraEnv: Record<string, string> = {}): Promise<TestBroker> {
   const brokerId = `test-${name}-${process.pid}`;
   const services = await startBackingServices();
+  const plane = await ensurePki(planeDir(services.dir), { hosts: ['localhost', '127.0.0.1'] });
   const env = {
     PADDOCK_HOME: services.dir,
     PADDOCK_BROKER_ID: brokerId,
@@ -51,6 +56,7 @@ export async function setUpTestBroker(name: string, extraEnv: Record<string, str
     config,
     env,
     docker,
+    plane,
     bus,
     log,
     start: async () => {

@@ -3,13 +3,15 @@ import { BlobStore } from '@paddock/blobs';
 import { ConflictError, MessageTooLargeError, NotFoundError, PermanentError, UnauthorizedError } from '@paddock/errors';
 import { topics, type Bus } from '@paddock/bus';
 import { ExecutionSpec, type BlobRef } from '@paddock/proto';
-import { sealSpec } from '@paddock/secrets';
+import { sealSpec, type SpecKey } from '@paddock/secrets';
 import { withSpan, type Logger } from '@paddock/telemetry';
+import type { RunPrincipal } from '../auth.js';
 import type { GatewayConfig } from '../config.js';
 import { newId } from '../ids.js';
 import type { SecretStore } from '../secrets/secretStore.js';
 import type { User } from '../users/userStore.js';
 import { FINAL_STATES, type ExecutionRow, type ExecutionStore, type UnpublishedRow } from './executionStore.js';
+import { IdempotencyKeys, requestDigest, type Queryable } from './idempotencyKeys.js';
 import { placeInputs } from './inputs.js';
 import { normalizeRequest, toSpec } from './request.js';
 import { encodeRequested } from './requestSize.js';
@@ -102,14 +104,21 @@ interface Outage {
 
 /** Accepting, finding and cancelling executions on behalf of a user. */
 export class ExecutionService {
+  /** Idempotency keys live in the executions' database, in transactions with their rows. */
+  readonly #idempotency: IdempotencyKeys;
+
   constructor(
     private readonly store: ExecutionStore,
     private readonly secrets: SecretStore,
+    /** Seals what a spec carries to the broker: the broker's key, not the one of users' stored secrets. */
+    private readonly specKey: SpecKey,
     private readonly bus: Bus,
     private readonly config: GatewayConfig,
     private readonly log: Logger,
     private readonly blobs: BlobStore = new BlobStore(config.blobsDir),
-  ) {}
+  ) {
+    this.#idempotency = new IdempotencyKeys(store.pool, secrets.box);
+  }
 
   /**
    * Stores the execution, then puts the request on the bus. If NATS is down the answer is still 201: the
@@ -117,6 +126,27 @@ export class ExecutionService {
    * bus is refused (413) before anything is stored; large files and scripts go to the blob store first.
    */
   async create(user: User, body: ExecutionRequest): Promise<ExecutionRow> {
+    return (await this.#accept(user, body, undefined)).row;
+  }
+
+  /**
+   * `create` under an idempotency key: the first request with `key` from this user creates the execution;
+   * for 24 h a request with the same key and the same body gets that execution back (`replayed`) instead of
+   * a second one, and one with another body is refused (422). Two at the same moment create one.
+   */
+  async createOnce(user: User, body: ExecutionRequest, key: string): Promise<{ row: ExecutionRow; replayed: boolean }> {
+    const digest = requestDigest(body);
+    // Before the request is checked again: what was accepted once is answered the same, even if a secret it
+    // names has been deleted since.
+    const use = await this.#idempotency.lookup(user.id, key, digest);
+    if (use.kind === 'taken') {
+      const row = await this.store.get(use.executionId, user.id);
+      if (row) return { row, replayed: true };
+    }
+    return this.#accept(user, body, { key, digest });
+  }
+
+  async #accept(user: User, body: ExecutionRequest, idempotency: { key: string; digest: string } | undefined): Promise<{ row: ExecutionRow; replayed: boolean }> {
     const request = normalizeRequest(body, this.config);
     const id = newId();
     const inputs = placeInputs(request);
@@ -125,17 +155,30 @@ export class ExecutionService {
     // stored or published.
     const secretEnv = await this.secrets.valuesOf(user.id, request.secrets);
     const runToken = newRunToken(id);
-    const spec = sealSpec(toSpec(request, secretEnv, inputs, { [RUN_TOKEN_ENV]: runToken }), this.secrets.box, id);
+    const spec = sealSpec(toSpec(request, secretEnv, inputs, { [RUN_TOKEN_ENV]: runToken }), this.specKey, id);
     encodeRequested({ executionId: id, ownerId: user.id, spec, requestedAtMs: Date.now() });
     // The root of the execution's trace: the scheduler and the broker continue it from the bus message.
     return withSpan('gateway.create_execution', { 'paddock.execution_id': id, 'paddock.owner': user.id }, async () => {
       // Before the row: a published request must never name a blob that is not there yet.
       for (const bytes of inputs.blobs.values()) await this.blobs.put(bytes);
-      const row = await this.store.insert(id, user.id, request, spec, runTokenSha256(runToken));
+      const insert = (db?: Queryable) => this.store.insert(id, user.id, request, spec, runTokenSha256(runToken), db);
+      let row: ExecutionRow;
+      if (idempotency === undefined) {
+        row = await insert();
+      } else {
+        // The key and the row are stored in one transaction, so a crash leaves both or neither.
+        const claim = await this.#idempotency.claim(user.id, idempotency.key, idempotency.digest, id, insert);
+        if (claim.kind === 'taken') {
+          const first = await this.store.get(claim.executionId, user.id);
+          if (!first) throw new NotFoundError('execution', claim.executionId);
+          return { row: first, replayed: true };
+        }
+        row = claim.value;
+      }
       const outcome = await this.publishRequest(id, user.id, spec, row.createdAt.getTime());
       if (outcome.kind === 'later') this.log.warn({ err: outcome.err, executionId: id }, 'request not on the bus yet; the outbox will retry');
-      if (outcome.kind === 'refused') return (await this.refuse(id, outcome.reason)) ?? row;
-      return row;
+      if (outcome.kind === 'refused') return { row: (await this.refuse(id, outcome.reason)) ?? row, replayed: false };
+      return { row, replayed: false };
     });
   }
 
@@ -177,15 +220,21 @@ export class ExecutionService {
   }
 
   /**
-   * The execution a run token belongs to, if that is the one asked for: a run token sees its own execution
-   * only (another id is not found, as for another user), and stops working once the execution is final.
+   * Who a run token is: the execution it was issued to, while that execution is not final. A token that
+   * does not match its execution's, or whose execution has ended (the token dies with it), is refused.
    */
-  async getWithRunToken(token: string, id: string): Promise<ExecutionRow> {
+  async authenticateRun(token: string): Promise<RunPrincipal> {
     const claimed = executionOfRunToken(token);
     const row = claimed === undefined ? null : await this.store.get(claimed, null);
     if (!row?.request.runTokenSha256 || !runTokenMatches(token, row.request.runTokenSha256)) throw new UnauthorizedError('the run token is not valid');
     if (FINAL_STATES.includes(row.state)) throw new UnauthorizedError(`the run token of execution ${row.id} ended with it: the execution is ${row.state}`);
-    if (row.id !== id) throw new NotFoundError('execution', id);
+    return { kind: 'run', executionId: row.id, ownerId: row.ownerId };
+  }
+
+  /** The execution of a run, as its run token may see it. */
+  async getForRun(run: RunPrincipal): Promise<ExecutionRow> {
+    const row = await this.store.get(run.executionId, run.ownerId);
+    if (!row) throw new NotFoundError('execution', run.executionId);
     return row;
   }
 

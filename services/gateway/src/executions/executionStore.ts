@@ -1,5 +1,6 @@
 import type { Pool } from '@paddock/db';
 import { ExecutionSpec, type BlobRef } from '@paddock/proto';
+import type { Queryable } from './idempotencyKeys.js';
 import type { NormalizedRequest } from './request.js';
 import type { ApiState } from './schemas.js';
 
@@ -60,10 +61,14 @@ export const FINAL_STATES: readonly ApiState[] = ['completed', 'failed', 'cancel
 
 /** The gateway's executions table. */
 export class ExecutionStore {
-  constructor(private readonly pool: Pool) {}
+  /** The gateway's database, whose other tables (idempotency keys) are written in transactions with this one. */
+  constructor(readonly pool: Pool) {}
 
-  /** `runTokenSha256`: the run token issued with it; a row without one accepts none. */
-  async insert(id: string, ownerId: string, request: NormalizedRequest, spec: ExecutionSpec, runTokenSha256?: string): Promise<ExecutionRow> {
+  /**
+   * `runTokenSha256`: the run token issued with it; a row without one accepts none. `db`: a transaction's
+   * client, when the row must be stored together with something else.
+   */
+  async insert(id: string, ownerId: string, request: NormalizedRequest, spec: ExecutionSpec, runTokenSha256?: string, db: Queryable = this.pool): Promise<ExecutionRow> {
     const stored: StoredRequest = {
       ...request,
       ...(runTokenSha256 === undefined ? {} : { runTokenSha256 }),
@@ -73,7 +78,7 @@ export class ExecutionStore {
       env: Object.keys(request.env).sort(),
       repo: request.repo ? { url: request.repo.url, branch: request.repo.branch } : null,
     };
-    const r = await this.pool.query<ExecutionRow>(
+    const r = await db.query<ExecutionRow>(
       `INSERT INTO executions (id, owner_id, request, spec, state) VALUES ($1, $2, $3, $4, 'queued') RETURNING ${COLUMNS}`,
       [id, ownerId, stored, Buffer.from(ExecutionSpec.encode(spec).finish())],
     );

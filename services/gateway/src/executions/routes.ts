@@ -1,14 +1,14 @@
 import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { FastifyInstance, FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
-import { ConflictError, NotFoundError, UnauthorizedError, ValidationError } from '@paddock/errors';
+import type { FastifyPluginAsync, FastifyReply } from 'fastify';
+import { ConflictError, NotFoundError, ValidationError } from '@paddock/errors';
 import type { Bus } from '@paddock/bus';
 import { view, type ExecutionService } from './executionService.js';
 import { FINAL_STATES, type ExecutionStore } from './executionStore.js';
 import { readOutput } from './logReader.js';
 import { refuseUnsafe } from './refusals.js';
-import { isRunToken } from './runTokens.js';
+import { IDEMPOTENCY_KEY_HEADER, IDEMPOTENCY_KEY_PATTERN } from './idempotencyKeys.js';
 import { zipResponse, errorResponses, executionRequestSchema, executionView, idParams, listQuery, listView, type ApiState, type ExecutionRequest } from './schemas.js';
 
 export interface ExecutionRoutesOptions {
@@ -62,53 +62,46 @@ export function executionHandlers({ executions, store, bus, artifactsDir }: Exec
   };
 }
 
-/** The bearer token of a request, if it sends one. */
-function bearerOf(req: Pick<FastifyRequest, 'headers'>): string | undefined {
-  const header = req.headers.authorization;
-  return header ? /^Bearer\s+(\S+)$/i.exec(header)?.[1] : undefined;
-}
-
-const CREDENTIAL = 'credential';
-
-/**
- * Routes a request by the kind of its bearer token: a run token (`credential: "run"`) is served only by the
- * routes made for it, which authenticate it themselves; on any other route it is not a user's token, and
- * the API's authentication refuses it (401).
- */
-function routeByCredential(app: FastifyInstance): void {
-  if (app.hasConstraintStrategy(CREDENTIAL)) return;
-  app.addConstraintStrategy({
-    name: CREDENTIAL,
-    mustMatchWhenDerived: false,
-    storage() {
-      const handlers = new Map<string, unknown>();
-      return { get: (kind: string) => (handlers.get(kind) ?? null) as never, set: (kind: string, handler: unknown) => void handlers.set(kind, handler) };
+/** The header POST /api/v1/executions honours, as the OpenAPI document describes it. */
+const idempotencyHeaders = {
+  type: 'object',
+  properties: {
+    [IDEMPOTENCY_KEY_HEADER]: {
+      type: 'string',
+      pattern: IDEMPOTENCY_KEY_PATTERN,
+      description:
+        'Makes a retry safe: for 24 h, a request from the same user with the same key and the same body answers 201 with the ' +
+        'execution the first one created (and `Idempotent-Replayed: true`) instead of creating another; the same key with another ' +
+        'body is 422 idempotency_key_reused. Keys are per user; 1 to 255 printable ASCII characters (a UUID is the usual choice).',
     },
-    deriveConstraint: (req: FastifyRequest['raw']) => {
-      const token = bearerOf(req);
-      return token !== undefined && isRunToken(token) ? 'run' : undefined;
-    },
-  } as unknown as Parameters<FastifyInstance['addConstraintStrategy']>[0]);
-}
+  },
+} as const;
 
 export const executionRoutes: FastifyPluginAsync<ExecutionRoutesOptions> = async (app, opts) => {
   const { executions } = opts;
   const h = executionHandlers(opts);
-  routeByCredential(app);
 
-  app.post<{ Body: ExecutionRequest }>(
+  app.post<{ Body: ExecutionRequest; Headers: { [IDEMPOTENCY_KEY_HEADER]?: string } }>(
     '/api/v1/executions',
     {
       schema: {
         tags: ['executions'],
         summary: 'Run a shell command or a Python script in a fresh container; answers at once, with the id',
+        headers: idempotencyHeaders,
         body: executionRequestSchema,
         response: { 201: executionView, ...errorResponses },
       },
       // Before the schema, so that asking for a way out of the box is refused with its reason, not as an unknown field.
       preValidation: async (req) => refuseUnsafe(req.body),
     },
-    async (req, reply) => reply.code(201).send(view(await executions.create(req.user, req.body))),
+    async (req, reply) => {
+      const key = req.headers[IDEMPOTENCY_KEY_HEADER];
+      if (key === undefined) return reply.code(201).send(view(await executions.create(req.user, req.body)));
+      const { row, replayed } = await executions.createOnce(req.user, req.body, key);
+      // As the first answer was, with a header that tells a replay from a new execution (as Stripe's API does).
+      if (replayed) reply.header('idempotent-replayed', 'true');
+      return reply.code(201).send(view(row));
+    },
   );
 
   app.get<{ Querystring: { state?: ApiState; limit?: string; cursor?: string } }>(
@@ -119,23 +112,12 @@ export const executionRoutes: FastifyPluginAsync<ExecutionRoutesOptions> = async
 
   app.get<{ Params: { id: string } }>(
     '/api/v1/executions/:id',
-    { schema: { tags: ['executions'], summary: 'One execution and its state', params: idParams, response: { 200: executionView, ...errorResponses } } },
-    async (req) => view(await executions.get(req.user, req.params.id)),
-  );
-
-  // The same path for a run token: the execution it was issued to, from inside that execution.
-  app.get<{ Params: { id: string } }>(
-    '/api/v1/executions/:id',
     {
-      constraints: { [CREDENTIAL]: 'run' },
-      config: { public: true },
-      schema: { hide: true, params: idParams, response: { 200: executionView, ...errorResponses } },
+      // An execution reads its own state from inside, with its run token (PADDOCK_RUN_TOKEN), while it runs.
+      config: { runToken: true },
+      schema: { tags: ['executions'], summary: 'One execution and its state', params: idParams, response: { 200: executionView, ...errorResponses } },
     },
-    async (req) => {
-      const token = bearerOf(req);
-      if (token === undefined) throw new UnauthorizedError();
-      return view(await executions.getWithRunToken(token, req.params.id));
-    },
+    async (req) => view(req.principal.kind === 'run' ? await executions.getForRun(req.principal) : await executions.get(req.user, req.params.id)),
   );
 
   app.post<{ Params: { id: string } }>(

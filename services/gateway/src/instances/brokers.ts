@@ -1,7 +1,8 @@
-import { credentials, Metadata, status, type ClientReadableStream, type ServiceError } from '@grpc/grpc-js';
+import { Metadata, status, type ChannelCredentials, type ClientReadableStream, type ServiceError } from '@grpc/grpc-js';
 import type { Duplex } from 'node:stream';
 import { topics, type Bus, type Subscription } from '@paddock/bus';
 import { PaddockError, UnavailableError } from '@paddock/errors';
+import { channelCredentials, channelOptions, type ServiceTls } from '@paddock/plane';
 import { BrokerClient, type AccessReply, type ExecOutput, type ExecRequest } from '@paddock/proto';
 import { RelayStream } from './relayStream.js';
 
@@ -16,14 +17,22 @@ export class InstanceUnavailableError extends PaddockError {
 
 /**
  * The brokers, found by their heartbeats, and a gRPC client to each: how the gateway reaches a running
- * instance (its SSH details, a command run in it).
+ * instance (its SSH details, a command run in it). Over mutual TLS, as the gateway (its certificate), to a
+ * server that must show the broker's certificate.
  */
 export class BrokerDirectory {
   readonly #addresses = new Map<string, { address: string; seenMs: number }>();
   readonly #clients = new Map<string, { address: string; client: BrokerClient }>();
+  /** Made once: each set of credentials builds its own TLS context. */
+  readonly #credentials: ChannelCredentials;
   #subscription: Subscription | undefined;
 
-  constructor(private readonly bus: Bus) {}
+  constructor(
+    private readonly bus: Bus,
+    tls: ServiceTls,
+  ) {
+    this.#credentials = channelCredentials(tls, 'broker');
+  }
 
   start(): void {
     this.#subscription = this.bus.subscribe(topics.brokerHeartbeat, '*', ({ message }) => {
@@ -80,7 +89,7 @@ export class BrokerDirectory {
     const cached = this.#clients.get(brokerId);
     if (cached && cached.address === seen.address) return cached.client;
     cached?.client.close();
-    const client = new BrokerClient(seen.address, credentials.createInsecure());
+    const client = new BrokerClient(seen.address, this.#credentials, channelOptions('broker'));
     this.#clients.set(brokerId, { address: seen.address, client });
     return client;
   }

@@ -1,15 +1,15 @@
 import type { ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
-import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
-import { NotFoundError, PaddockError, UnauthorizedError } from '@paddock/errors';
+import type { FastifyPluginAsync, FastifyReply, FastifyRequest, FastifySchema, RouteOptions } from 'fastify';
+import { NotFoundError, PaddockError } from '@paddock/errors';
 import { OutputStream, type AccessReply, type ExecOutput } from '@paddock/proto';
 import type { Logger } from '@paddock/telemetry';
-import { errorResponses } from '../errors.js';
+import { errorBody, errorResponses } from '../errors.js';
 import type { ExecutionService } from '../executions/executionService.js';
 import type { ExecutionRow } from '../executions/executionStore.js';
 import { RequestTooLargeError } from '../executions/requestSize.js';
 import { idParams } from '../executions/schemas.js';
-import type { User, UserStore } from '../users/userStore.js';
+import type { User } from '../users/userStore.js';
 import { InstanceUnavailableError, type BrokerDirectory } from './brokers.js';
 import { ExecLines, type StreamName } from './execLines.js';
 import { bridgeTerminal } from './terminal.js';
@@ -20,7 +20,6 @@ export interface InstanceRoutesOptions {
   executions: ExecutionService;
   brokers: BrokerDirectory;
   tickets: TicketStore;
-  users: UserStore;
   log: Logger;
 }
 
@@ -55,13 +54,63 @@ function writable(res: ServerResponse): Promise<void> {
   });
 }
 
+/** A WebSocket route asked with plain HTTP: which is refused before anything is opened for it. */
+export class UpgradeRequiredError extends PaddockError {
+  constructor(path: string) {
+    super('upgrade_required', 426, `${path} is a WebSocket: open it with "Connection: Upgrade" and "Upgrade: websocket"`);
+  }
+}
+
+/** Refuses a request to a WebSocket route that does not ask for the upgrade (426, as RFC 9110 says). */
+function upgradeOnly(req: FastifyRequest, reply: FastifyReply): void {
+  if (req.ws) return;
+  reply.header('upgrade', 'websocket');
+  throw new UpgradeRequiredError(req.url.split('?')[0]!);
+}
+
+/** The HTTP handler of a WebSocket route: never reached, since upgradeOnly refuses plain requests first. */
+async function notUpgraded(req: FastifyRequest): Promise<never> {
+  throw new UpgradeRequiredError(req.url.split('?')[0]!);
+}
+
+/** The answers of a WebSocket route: 101 when it opens, and each refusal, a plain HTTP answer, with why. */
+function webSocketResponses(refusals: Record<400 | 401 | 404 | 409, string>) {
+  const refused = (description: string) => ({ ...errorBody, description });
+  return {
+    101: { type: 'null', description: 'Switching Protocols: the WebSocket is open' },
+    ...Object.fromEntries(Object.entries(refusals).map(([status, why]) => [status, refused(why)])),
+    426: refused('the request did not ask for a WebSocket upgrade'),
+    ...errorResponses,
+  };
+}
+
+/** The handshake a WebSocket route needs (RFC 6455), for the OpenAPI document only: the ws server checks it. */
+const UPGRADE_HEADERS = {
+  type: 'object',
+  required: ['connection', 'upgrade', 'sec-websocket-key', 'sec-websocket-version'],
+  properties: {
+    connection: { type: 'string', enum: ['Upgrade'] },
+    upgrade: { type: 'string', enum: ['websocket'] },
+    'sec-websocket-key': { type: 'string', description: '16 random bytes, base64 (RFC 6455)' },
+    'sec-websocket-version': { type: 'string', enum: ['13'] },
+  },
+} as const;
+
+/**
+ * The OpenAPI operation of a WebSocket route (one with a wsHandler) is a GET that asks for the upgrade: its
+ * handshake headers are written into the document, not into the route's schema, so that a plain GET gets
+ * 426 from the route rather than a 400 about headers.
+ */
+export function documentWebSocket(schema: FastifySchema, route: Pick<RouteOptions, 'wsHandler'>): FastifySchema {
+  return route.wsHandler ? { ...schema, headers: UPGRADE_HEADERS } : schema;
+}
 
 /**
  * A running execution as a place to join: its SSH details, a terminal over WebSocket, commands run in it.
  * The instance id is the execution id; another user's answers 404 like any execution of theirs.
  */
 export const instanceRoutes: FastifyPluginAsync<InstanceRoutesOptions> = async (app, opts) => {
-  const { executions, brokers, tickets, users } = opts;
+  const { executions, brokers, tickets } = opts;
 
   async function running(user: User, id: string): Promise<ExecutionRow & { brokerId: string }> {
     const row = await executions.get(user, id);
@@ -80,7 +129,7 @@ export const instanceRoutes: FastifyPluginAsync<InstanceRoutesOptions> = async (
         description:
           'sshd listens on port 2222 inside the instance and is reached through WS /api/v1/instances/{id}/tunnel?port=2222, ' +
           'whatever the instance\'s network: `command` is an OpenSSH command line that goes through `paddock tunnel`. ' +
-          '`host` and `port` are given only while the broker also publishes sshd on its host.',
+          'No port of an instance is published on a host.',
         params: idParams,
         response: {
           200: {
@@ -91,8 +140,6 @@ export const instanceRoutes: FastifyPluginAsync<InstanceRoutesOptions> = async (
               tunnelPath: { type: 'string' },
               proxyCommand: { type: 'string' },
               command: { type: 'string' },
-              host: { type: 'string' },
-              port: { type: 'integer' },
             },
             required: ['username', 'password', 'tunnelPath', 'proxyCommand', 'command'],
           },
@@ -109,7 +156,6 @@ export const instanceRoutes: FastifyPluginAsync<InstanceRoutesOptions> = async (
         password: access.password,
         tunnelPath: `/api/v1/instances/${row.id}/tunnel?port=${INSTANCE_SSH_PORT}`,
         ...sshCommand(row.id, access.username),
-        ...(access.sshPort > 0 ? { host: access.sshHost, port: access.sshPort } : {}),
       };
     },
   );
@@ -215,48 +261,43 @@ export const instanceRoutes: FastifyPluginAsync<InstanceRoutesOptions> = async (
     },
   );
 
-  /** A terminal caller: a one-time ticket (browsers) or a bearer token, for this execution only. */
-  async function terminalCaller(req: FastifyRequest<{ Params: { id: string }; Querystring: { ticket?: string; cols?: string; rows?: string } }>): Promise<User> {
-    const { ticket } = req.query;
-    if (ticket !== undefined) {
-      const taken = await tickets.take(ticket);
-      if (!taken || taken.executionId !== req.params.id) throw new UnauthorizedError('the terminal ticket is not valid (they work once, for 60 s)');
-      const user = await users.byId(taken.userId);
-      if (!user) throw new UnauthorizedError('the user of this ticket is gone');
-      return user;
-    }
-    const match = /^Bearer\s+(\S+)$/i.exec(req.headers.authorization ?? '');
-    if (!match) throw new UnauthorizedError('send Authorization: Bearer <token>, or ?ticket= from POST /api/v1/instances/{id}/terminal-ticket');
-    const user = await users.byToken(match[1]!);
-    if (!user) throw new UnauthorizedError('the bearer token is not valid');
-    return user;
-  }
-
-  app.get<{ Params: { id: string }; Querystring: { ticket?: string; cols?: string; rows?: string } }>(
-    '/terminal/:id',
-    {
-      websocket: true,
-      config: { public: true },
-      schema: {
-        tags: ['instances'],
-        summary: 'WebSocket: a terminal in the instance, in tmux session `agent` (binary frames: bytes; text: {"type":"resize","cols","rows"})',
-        params: idParams,
-        querystring: {
-          type: 'object',
-          additionalProperties: false,
-          properties: { ticket: { type: 'string', maxLength: 200 }, cols: { type: 'string', pattern: '^[1-9][0-9]{0,2}$' }, rows: { type: 'string', pattern: '^[1-9][0-9]{0,2}$' } },
+  app.route<{ Params: { id: string }; Querystring: { ticket?: string; cols?: string; rows?: string } }>({
+    method: 'GET',
+    url: '/terminal/:id',
+    config: { terminalTicket: true },
+    schema: {
+      tags: ['instances'],
+      summary: 'WebSocket: a terminal in the instance, in tmux session `agent`',
+      description:
+        'SSH into the instance over the broker\'s relay to its port 2222, landing in tmux session `agent` (every viewer in the same one). ' +
+        'Output comes as binary frames. From the client, a text frame {"type":"resize","cols":C,"rows":R} resizes; every other frame, binary or text, is input. ' +
+        'A slow viewer pauses the session (above 1 MiB not yet written to its socket) instead of the gateway buffering. ' +
+        'Frames from the client may take 1 MiB each.',
+      params: idParams,
+      querystring: {
+        type: 'object',
+        additionalProperties: false,
+        properties: {
+          ticket: { type: 'string', maxLength: 200 },
+          cols: { type: 'string', pattern: '^[1-9][0-9]{0,2}$', description: 'the terminal\'s width at the start' },
+          rows: { type: 'string', pattern: '^[1-9][0-9]{0,2}$', description: 'the terminal\'s height at the start' },
         },
       },
-      // Authentication and the instance are settled before the upgrade, so a refusal is a plain HTTP answer.
-      preValidation: async (req) => {
-        const user = await terminalCaller(req);
-        req.user = user;
-        const row = await running(user, req.params.id);
-        (req as FastifyRequest & { access?: AccessReply }).access = await brokers.access(row.brokerId, row.id);
-        (req as FastifyRequest & { brokerId?: string }).brokerId = row.brokerId;
-      },
+      response: webSocketResponses({
+        400: 'a query parameter is malformed',
+        401: 'no valid token or ticket',
+        404: 'no such instance, or another user\'s',
+        409: 'the instance is not running (only a running instance can be joined)',
+      }),
     },
-    (socket, req) => {
+    // The instance is settled before the upgrade (the caller was in onRequest), so a refusal is a plain HTTP answer.
+    preValidation: async (req, reply) => {
+      upgradeOnly(req, reply);
+      const row = await running(req.user, req.params.id);
+      (req as FastifyRequest & { access?: AccessReply }).access = await brokers.access(row.brokerId, row.id);
+      (req as FastifyRequest & { brokerId?: string }).brokerId = row.brokerId;
+    },
+    wsHandler: (socket, req) => {
       const access = (req as FastifyRequest & { access?: AccessReply }).access;
       const brokerId = (req as FastifyRequest & { brokerId?: string }).brokerId;
       if (!access || !brokerId) throw new NotFoundError('instance', req.params.id);
@@ -268,44 +309,55 @@ export const instanceRoutes: FastifyPluginAsync<InstanceRoutesOptions> = async (
         ...(req.query.rows ? { rows: Number(req.query.rows) } : {}),
       });
     },
-  );
+    handler: notUpgraded,
+  });
 
-  app.get<{ Params: { id: string }; Querystring: { port: string; ticket?: string } }>(
-    '/api/v1/instances/:id/tunnel',
-    {
-      websocket: true,
-      config: { public: true },
-      schema: {
-        tags: ['instances'],
-        summary: 'WebSocket: a raw TCP connection to 127.0.0.1:{port} inside a running instance (owner only; binary frames both ways)',
-        params: idParams,
-        querystring: {
-          type: 'object',
-          additionalProperties: false,
-          required: ['port'],
-          properties: { port: { type: 'string', pattern: '^[1-9][0-9]{0,4}$' }, ticket: { type: 'string', maxLength: 200 } },
-        },
+  app.route<{ Params: { id: string }; Querystring: { port: string; ticket?: string } }>({
+    method: 'GET',
+    url: '/api/v1/instances/:id/tunnel',
+    config: { terminalTicket: true },
+    schema: {
+      tags: ['instances'],
+      summary: 'WebSocket: a raw TCP connection to 127.0.0.1:{port} inside a running instance (owner only)',
+      description:
+        'Reaches the port inside the instance\'s own network namespace (the broker\'s relay), whatever its network. ' +
+        'Every client frame, binary or text, is bytes for the server inside; its bytes come back as binary frames. ' +
+        'The server closing its side closes the socket (1000) after the last byte; the client closing it half-closes the connection inside. ' +
+        'A slow client pauses the relay (above 1 MiB not yet written to its socket), and a slow server the socket.',
+      params: idParams,
+      querystring: {
+        type: 'object',
+        additionalProperties: false,
+        required: ['port'],
+        properties: { port: { type: 'string', pattern: '^[1-9][0-9]{0,4}$', description: 'a TCP port, 1-65535' }, ticket: { type: 'string', maxLength: 200 } },
       },
-      // Who asks and for which instance first (401, then 404 for another user's), then the port (400), then
-      // the connection itself (409 when nothing listens), all before the upgrade: a refusal is plain HTTP.
-      preValidation: async (req) => {
-        req.user = await terminalCaller(req);
-        (req as FastifyRequest & { brokerId?: string }).brokerId = (await running(req.user, req.params.id)).brokerId;
-      },
-      preHandler: async (req) => {
-        const port = Number(req.query.port);
-        if (port > 65535) throw new PaddockError('invalid_request', 400, `port ${req.query.port} is not a TCP port (1-65535)`);
-        const brokerId = (req as FastifyRequest & { brokerId?: string }).brokerId!;
-        const relay = await brokers.relay(brokerId, req.params.id, port);
-        // A client that leaves before the upgrade completes leaves no relay open.
-        req.raw.socket.once('close', () => relay.destroy());
-        (req as FastifyRequest & { relay?: Duplex }).relay = relay;
-      },
+      response: webSocketResponses({
+        400: 'no port, or one outside 1-65535',
+        401: 'no valid token or ticket',
+        404: 'no such instance, or another user\'s',
+        409: 'the instance is not running, or nothing listens on the port ("nothing listens on port P in execution X")',
+      }),
     },
-    (socket, req) => {
+    // Who asks was settled in onRequest (401); then the instance (404 for another user's), the port (400),
+    // and the connection itself (409 when nothing listens), all before the upgrade: a refusal is plain HTTP.
+    preValidation: async (req, reply) => {
+      upgradeOnly(req, reply);
+      (req as FastifyRequest & { brokerId?: string }).brokerId = (await running(req.user, req.params.id)).brokerId;
+    },
+    preHandler: async (req) => {
+      const port = Number(req.query.port);
+      if (port > 65535) throw new PaddockError('invalid_request', 400, `port ${req.query.port} is not a TCP port (1-65535)`);
+      const brokerId = (req as FastifyRequest & { brokerId?: string }).brokerId!;
+      const relay = await brokers.relay(brokerId, req.params.id, port);
+      // A client that leaves before the upgrade completes leaves no relay open.
+      req.raw.socket.once('close', () => relay.destroy());
+      (req as FastifyRequest & { relay?: Duplex }).relay = relay;
+    },
+    wsHandler: (socket, req) => {
       const relay = (req as FastifyRequest & { relay?: Duplex }).relay;
       if (!relay) throw new NotFoundError('instance', req.params.id);
       bridgeTunnel(socket, relay, { executionId: req.params.id, port: Number(req.query.port), log: opts.log });
     },
-  );
+    handler: notUpgraded,
+  });
 };

@@ -11,7 +11,7 @@ export interface SecretInfo {
 export class SecretStore {
   constructor(
     private readonly pool: Pool,
-    /** Also seals what an execution's spec carries to the broker (sealSpec). */
+    /** The gateway's own key (users' secrets, idempotency digests); specs for the broker are sealed with the spec key. */
     readonly box: SecretBox,
   ) {}
 

@@ -131,12 +131,6 @@ export interface AccessRequest {
  * the Relay RPC (every instance, whatever its network).
  */
 export interface AccessReply {
-  /**
-   * Set only while the provider also publishes sshd on its host (0 and empty otherwise): nothing should need
-   * it, since the relay reaches every instance.
-   */
-  sshHost: string;
-  sshPort: number;
   username: string;
   /** Generated for this execution; dies with its container. */
   password: string;
@@ -988,17 +982,11 @@ export const AccessRequest: MessageFns<AccessRequest> = {
 };
 
 function createBaseAccessReply(): AccessReply {
-  return { sshHost: "", sshPort: 0, username: "", password: "" };
+  return { username: "", password: "" };
 }
 
 export const AccessReply: MessageFns<AccessReply> = {
   encode(message: AccessReply, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.sshHost !== "") {
-      writer.uint32(10).string(message.sshHost);
-    }
-    if (message.sshPort !== 0) {
-      writer.uint32(16).uint32(message.sshPort);
-    }
     if (message.username !== "") {
       writer.uint32(26).string(message.username);
     }
@@ -1021,22 +1009,6 @@ export const AccessReply: MessageFns<AccessReply> = {
       while (reader.pos < end) {
         const tag = reader.uint32();
         switch (tag >>> 3) {
-          case 1: {
-            if (tag !== 10) {
-              break;
-            }
-
-            message.sshHost = reader.string();
-            continue;
-          }
-          case 2: {
-            if (tag !== 16) {
-              break;
-            }
-
-            message.sshPort = reader.uint32();
-            continue;
-          }
           case 3: {
             if (tag !== 26) {
               break;
@@ -1070,8 +1042,6 @@ export const AccessReply: MessageFns<AccessReply> = {
   },
   fromPartial<I extends Exact<DeepPartial<AccessReply>, I>>(object: I): AccessReply {
     const message = createBaseAccessReply();
-    message.sshHost = object.sshHost ?? "";
-    message.sshPort = object.sshPort ?? 0;
     message.username = object.username ?? "";
     message.password = object.password ?? "";
     return message;

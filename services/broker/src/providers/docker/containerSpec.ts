@@ -1,11 +1,10 @@
-import type { ContainerCreateOptions, MountSettings } from 'dockerode';
+import type { ContainerCreateOptions, HostConfig, MountSettings } from 'dockerode';
 import { ContainerRuntime, ExecutionKind, NetworkMode, type ExecutionSpec } from '@paddock/proto';
 import { findRuntime } from '@paddock/runtimes';
 import { executionNetworkName } from './executionNetworks.js';
 import { EGRESS_PROXY_ENV } from '../../egress/egressProxies.js';
 import { labels } from './labels.js';
 import { UnsupportedSpecError } from '../../provider/errors.js';
-import { INSTANCE_SSH_PORT } from '../../provider/provider.js';
 
 /** The unprivileged user every container runs as, whatever its kind (the base image's `agent`). */
 export const JOB_USER = '1000:1000';
@@ -16,7 +15,6 @@ export const WORKSPACE = '/workspace';
  */
 export const RUN_DIR = '/opt/paddock/run';
 export const SCRIPT_PATH = `${RUN_DIR}/main.py`;
-export const SSH_PORT = INSTANCE_SSH_PORT;
 
 /** What an agent container is given (see images/base/rootfs/opt/paddock/bin/paddock-entrypoint). */
 export const AGENT = Object.freeze({
@@ -46,11 +44,6 @@ export function runsUnderEntrypoint(spec: ExecutionSpec): boolean {
   return spec.kind === ExecutionKind.EXECUTION_KIND_AGENT || spec.service;
 }
 
-/** sshd can be reached only from a container with a network (its port is published on the host). */
-export function hasSsh(spec: ExecutionSpec): boolean {
-  return runsUnderEntrypoint(spec) && spec.network === NetworkMode.NETWORK_MODE_BRIDGE;
-}
-
 /** Whether the broker puts files in RUN_DIR before the job starts. */
 export function usesRunDir(spec: ExecutionSpec): boolean {
   return runsUnderEntrypoint(spec) || spec.kind === ExecutionKind.EXECUTION_KIND_PYTHON;
@@ -62,10 +55,9 @@ export interface ContainerSpecInput {
   readonly brokerId: string;
   readonly spec: ExecutionSpec;
   readonly image: string;
+  /** Processes and threads the job may have at once, when the spec sets none (see processLimits). */
   readonly pidsLimit: number;
   readonly deadlineMs: number;
-  /** The host address SSH_PORT is published on, for instances with sshd (default 127.0.0.1). */
-  readonly sshHost?: string;
   /** A folder of the host mounted at /workspace, when the broker keeps workspaces on its host. */
   readonly workspaceDir?: string;
   /**
@@ -97,6 +89,41 @@ export function dockerRuntimeOf(spec: ExecutionSpec): 'runc' | 'runsc' {
     default:
       throw new UnsupportedSpecError(`unknown container runtime ${spec.containerRuntime}: this broker runs runc and gVisor`);
   }
+}
+
+/**
+ * gVisor's sandbox runs every process of the instance in its own kernel (the Sentry), but with the default
+ * ptrace platform each of those processes also costs the host a stub process, with one host thread for
+ * every Sentry thread that has run it: the sandbox's host tasks are not the job's processes. Measured on a
+ * 2-core host (runsc 2022-12, ptrace) in the instance's pids cgroup: about 50 for the sandbox itself (gofer,
+ * Sentry, Docker's init) once idle; a fork bomb of sleeping processes stopped at N processes about 50 + 5.3 N
+ * (381 for 64, 2726 for 512); threads of one process about one each (62 threads, 63 tasks); but 30 processes
+ * all busy in system calls climb to 1000 within 40 s, and 60 of them past 2500, since each process's stub
+ * grows towards the Sentry's thread count (36 for 8 busy processes, 79 for 30). A pids cgroup at the job's
+ * limit therefore stops the sandbox from starting (64), and one sized "sandbox + limit" is met by the
+ * Sentry's own threads before the job's fork: the sandbox dies (exit 2, saying nothing) instead of fork()
+ * failing inside it.
+ *
+ * So under gVisor the job's limit is RLIMIT_NPROC (Docker's `nproc` ulimit, soft and hard), which the
+ * Sentry enforces in its own kernel: fork() and clone() inside fail with EAGAIN once the sandbox holds that
+ * many tasks of uid 1000, which is every process of a Paddock instance, commands run through Exec
+ * included, and threads count as under Linux. Inside the sandbox that is exactly the pids limit runc gets,
+ * and it counts only that sandbox's tasks (outside one, RLIMIT_NPROC counts a host uid across every
+ * container: hence runc keeps the cgroup). The pids cgroup stays as the host's guard, sized so that a job
+ * at its limit never meets it (more than 3 times the fork bomb's 5.3 host tasks a process) and a sandbox
+ * gone wrong still cannot take the host's pid space: a sandbox that does meet it ends, as before.
+ */
+const GVISOR_SANDBOX_HOST_TASKS = 256;
+const GVISOR_HOST_TASKS_PER_TASK = 16;
+
+/** How the job's process limit (processes and threads at once) is enforced under each runtime. */
+export function processLimits(runtime: 'runc' | 'runsc', limit: number): Pick<HostConfig, 'PidsLimit' | 'Ulimits'> {
+  if (!Number.isInteger(limit) || limit < 1) throw new UnsupportedSpecError(`a process limit of ${limit}: give a whole number of processes, at least 1`);
+  if (runtime === 'runc') return { PidsLimit: limit };
+  return {
+    Ulimits: [{ Name: 'nproc', Soft: limit, Hard: limit }],
+    PidsLimit: GVISOR_SANDBOX_HOST_TASKS + GVISOR_HOST_TASKS_PER_TASK * limit,
+  };
 }
 
 function command(spec: ExecutionSpec): string[] {
@@ -155,11 +182,13 @@ function volumesOf(input: ContainerSpecInput, readOnlyRoot: boolean): MountSetti
  * A fresh container for one execution: the job is its main process (under Docker's init, which forwards
  * signals and reaps). Whatever its kind (shell, Python, agent, service) it runs as uid 1000 from its
  * first instruction, with every capability dropped, no privilege escalation, Docker's default seccomp
- * profile, CPU, memory and pid limits, no network unless asked, and a read-only root filesystem when the
- * image is Paddock's: Kubernetes' "restricted" Pod Security (runAsNonRoot, allowPrivilegeEscalation false,
- * capabilities drop ALL, seccomp RuntimeDefault, readOnlyRootFilesystem). A bridged one is alone on its
- * execution's own network (ExecutionNetworks), never on Docker's shared default bridge. Under gVisor
- * (runsc) the same settings apply inside the sandbox.
+ * profile, CPU, memory and process limits, no network unless asked, and a read-only root filesystem when
+ * the image is Paddock's: Kubernetes' "restricted" Pod Security (runAsNonRoot, allowPrivilegeEscalation
+ * false, capabilities drop ALL, seccomp RuntimeDefault, readOnlyRootFilesystem). A bridged one is alone on
+ * its execution's own network (ExecutionNetworks), never on Docker's shared default bridge. No port of it
+ * is published on the host: sshd (INSTANCE_SSH_PORT) and every other port inside are reached through the
+ * relay, in the container's network namespace. Under gVisor (runsc) the same settings apply inside the
+ * sandbox, the process limit as processLimits says.
  */
 export function containerSpec(input: ContainerSpecInput): ContainerCreateOptions {
   const { spec } = input;
@@ -172,7 +201,7 @@ export function containerSpec(input: ContainerSpecInput): ContainerCreateOptions
     throw new UnsupportedSpecError('an execution with an egress allowlist has no network but its egress proxy; "network": "bridge" is the open choice, without an allowlist');
   }
   const entrypoint = runsUnderEntrypoint(spec);
-  const ssh = hasSsh(spec);
+  const runtime = dockerRuntimeOf(spec);
   const readOnlyRoot = input.imageIsOurs === true;
   const volumes = volumesOf(input, readOnlyRoot);
   return {
@@ -209,7 +238,6 @@ export function containerSpec(input: ContainerSpecInput): ContainerCreateOptions
       [labels.deadlineMs]: String(input.deadlineMs),
       [labels.diskBytes]: String(spec.diskBytes),
     },
-    ...(ssh ? { ExposedPorts: { [`${SSH_PORT}/tcp`]: {} } } : {}),
     AttachStdout: true,
     AttachStderr: true,
     AttachStdin: false,
@@ -217,10 +245,9 @@ export function containerSpec(input: ContainerSpecInput): ContainerCreateOptions
     Tty: false,
     HostConfig: {
       Init: true,
-      Runtime: dockerRuntimeOf(spec),
+      Runtime: runtime,
       NetworkMode: bridge ? executionNetworkName(input.executionId) : 'none',
       ...(bridge && input.hostReachable === true ? { ExtraHosts: ['host.docker.internal:host-gateway'] } : {}),
-      ...(ssh ? { PortBindings: { [`${SSH_PORT}/tcp`]: [{ HostIp: input.sshHost ?? '127.0.0.1', HostPort: '' }] } } : {}),
       ...(input.workspaceDir ? { Binds: [`${input.workspaceDir}:${WORKSPACE}:rw`] } : {}),
       ...(volumes.length > 0 ? { Mounts: volumes } : {}),
       ReadonlyRootfs: readOnlyRoot,
@@ -231,7 +258,7 @@ export function containerSpec(input: ContainerSpecInput): ContainerCreateOptions
       NanoCpus: spec.cpuMillis * 1_000_000,
       Memory: spec.memoryBytes,
       MemorySwap: spec.memoryBytes,
-      PidsLimit: spec.pidsLimit || input.pidsLimit,
+      ...processLimits(runtime, spec.pidsLimit || input.pidsLimit),
       LogConfig: { Type: 'json-file', Config: { 'max-size': '64m', 'max-file': '1' } },
       AutoRemove: false,
     },

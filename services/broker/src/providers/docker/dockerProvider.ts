@@ -36,8 +36,6 @@ export interface DockerProviderOptions {
   /** `bind`: workspaces are folders of this host (see HostWorkspaces); `archive`: through the engine. */
   readonly workspaceMode: 'bind' | 'archive';
   readonly workspacesDir: string;
-  /** The host address an instance's :22 is published on. */
-  readonly sshHost: string;
   /**
    * TCP ports of the host that bridged instances may open, as host.docker.internal (a model server on
    * the host); none by default: the rest of the host never answers them (HostFirewall).
@@ -137,7 +135,6 @@ export class DockerProvider implements Provider {
       imageIsOurs,
       pidsLimit: request.pidsLimit,
       deadlineMs: request.labels.deadlineMs,
-      sshHost: this.opts.sshHost,
       hostReachable: (this.opts.hostTcpPortsOpen ?? []).length > 0,
       ...(workspaceDir === undefined ? {} : { workspaceDir }),
     });
@@ -231,11 +228,6 @@ export class DockerProvider implements Provider {
     const info = await this.engine(executionId, () => this.container(executionId).inspect());
     // Docker says 0001-01-01 for a container that never started.
     const startedAtMs = Date.parse(info.State.StartedAt);
-    const ports = new Map<number, { host: string; port: number }>();
-    for (const [key, bindings] of Object.entries(info.NetworkSettings.Ports ?? {})) {
-      const binding = bindings?.[0];
-      if (binding && key.endsWith('/tcp')) ports.set(Number.parseInt(key, 10), { host: binding.HostIp, port: Number(binding.HostPort) });
-    }
     return {
       instanceId: info.Id,
       labels: labelsOf(info.Config.Labels),
@@ -245,7 +237,6 @@ export class DockerProvider implements Provider {
       oomKilled: info.State.OOMKilled,
       memoryLimitBytes: info.HostConfig.Memory ?? 0,
       diskLimitBytes: Number(info.Config.Labels?.[labels.diskBytes] ?? 0),
-      publishedPorts: ports,
     };
   }
 
