@@ -19,6 +19,7 @@ Options:
   --capacity N       containers at once, for the broker and the raw burst alike
                      (default: the broker's own default, max(8, 8 x CPUs) = ${Math.max(8, 8 * cpus().length)} here)
   --poll-ms N        state polling interval for cold_completed (default 10)
+  --idle-instances N idle instances portdetect watches while its CPU is read (default 200)
   --image IMAGE      image of every container (default paddock/base:latest)
   --out DIR          where to write (default bench/results)
   -h, --help         this text
@@ -52,6 +53,7 @@ function parse(argv: string[]): { options: BenchOptions; out: string } | 'help' 
       'burst-rounds': { type: 'string' },
       capacity: { type: 'string' },
       'poll-ms': { type: 'string' },
+      'idle-instances': { type: 'string' },
       image: { type: 'string' },
       out: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
@@ -64,6 +66,7 @@ function parse(argv: string[]): { options: BenchOptions; out: string } | 'help' 
     burstRounds: positiveInt('burst-rounds', values['burst-rounds'], 2),
     capacity: positiveInt('capacity', values.capacity, Math.max(8, 8 * cpus().length)),
     pollMs: positiveInt('poll-ms', values['poll-ms'], 10),
+    idleInstances: positiveInt('idle-instances', values['idle-instances'], 200),
     image: values.image ?? 'paddock/base:latest',
   });
   return { options, out: resolve(values.out ?? RESULTS) };

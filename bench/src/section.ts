@@ -2,7 +2,7 @@ import type Docker from 'dockerode';
 import type { RunningPaddock } from '@paddock/testkit';
 
 /** What a figure is measured in. */
-export type Unit = 'ms' | 'MB' | 'MB/s' | 'jobs/s';
+export type Unit = 'ms' | 'MB' | 'MB/s' | 'jobs/s' | '%';
 
 /** One measured quantity and its samples; a Paddock figure names the raw-Docker figure it is compared with. */
 export interface Figure {
@@ -25,6 +25,8 @@ export interface BenchOptions {
   readonly capacity: number;
   /** How often an execution's state is polled when waiting for it. */
   readonly pollMs: number;
+  /** Idle instances portdetect watches while its CPU is read. */
+  readonly idleInstances: number;
   readonly image: string;
 }
 

@@ -1,6 +1,7 @@
 import { burst } from './figures/burst.js';
 import { cold } from './figures/cold.js';
 import { memory } from './figures/memory.js';
+import { ports } from './figures/ports.js';
 import { raw } from './figures/raw.js';
 import { terminal } from './figures/terminal.js';
 import type { Section } from './section.js';
@@ -8,7 +9,7 @@ import type { Section } from './section.js';
 /**
  * Every section of the benchmark, in the order they run. raw comes first because Paddock's figures are
  * compared with its figures; memory reads idle RSS once raw and cold have warmed Paddock up (and before
- * terminal loads the gateway's SSH client); terminal brings its own baseline; burst ends the run because it
+ * terminal loads the gateway's SSH client); terminal brings its own baseline; ports measures listen() to event and to URL, then portdetect's CPU; burst ends the run because it
  * leaves Paddock the busiest. A new section is a module in figures/ added here.
  */
-export const SECTIONS: readonly Section[] = [raw, cold, memory, terminal, burst];
+export const SECTIONS: readonly Section[] = [raw, cold, memory, terminal, ports, burst];

@@ -33,6 +33,9 @@ const EXPECTED: Record<string, { n: number; unit: string; baseline?: string }> =
   terminal_echo: { n: KEYS, unit: 'ms', baseline: 'raw_ssh_echo' },
   raw_ssh_throughput: { n: FLOODS, unit: 'MB/s' },
   terminal_throughput: { n: FLOODS, unit: 'MB/s', baseline: 'raw_ssh_throughput' },
+  port_detected: { n: N, unit: 'ms' },
+  port_routed: { n: N, unit: 'ms' },
+  portdetect_idle_cpu: { n: 3, unit: '%' },
   raw_burst: { n: 1, unit: 'ms' },
   raw_burst_jobs_per_s: { n: 1, unit: 'jobs/s' },
   burst: { n: 1, unit: 'ms', baseline: 'raw_burst' },
@@ -55,7 +58,7 @@ function run(args: string[]): Promise<{ code: number | null; stderr: string }> {
 test(`the bench at --n ${N} --burst ${BURST} writes every figure, with baselines and ratios`, async () => {
   const out = await mkdtemp(join(tmpdir(), 'paddock-bench-'));
   try {
-    const { code, stderr } = await run(['--n', String(N), '--burst', String(BURST), '--burst-rounds', '1', '--out', out]);
+    const { code, stderr } = await run(['--n', String(N), '--burst', String(BURST), '--burst-rounds', '1', '--idle-instances', '10', '--out', out]);
     assert.equal(code, 0, stderr);
     assert.match(stderr, new RegExp(`raw_cold, raw_cold_completed ${N}/${N}:`), 'progress says which figure and i/n');
     assert.match(stderr, /burst 1\/1: 10 jobs in/);

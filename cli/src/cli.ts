@@ -7,6 +7,8 @@ import { exec } from './commands/exec.js';
 import { images } from './commands/images.js';
 import { logs } from './commands/logs.js';
 import { ls } from './commands/ls.js';
+import { portForward } from './commands/portForward.js';
+import { ports } from './commands/ports.js';
 import { run } from './commands/run.js';
 import { ssh } from './commands/ssh.js';
 import { tunnel } from './commands/tunnel.js';
@@ -16,7 +18,7 @@ import { CommandError, ConnectionError, UsageError } from './errors.js';
 import { postgresServer } from './postgresServer.js';
 import { up } from './up.js';
 
-const COMMANDS: readonly Command[] = [up, run, ls, status, logs, cancel, download, exec, ssh, tunnel, images];
+const COMMANDS: readonly Command[] = [up, run, ls, status, logs, cancel, download, exec, ssh, ports, portForward, tunnel, images];
 const INTERNAL: readonly Command[] = [postgresServer];
 
 /** `paddock ARGS...`: finds the command, runs it, and turns its errors into a message and an exit status. */
@@ -73,9 +75,11 @@ ${COMMANDS.map((c) => `  ${c.name.padEnd(width)}  ${c.summary}`).join('\n')}
   ${'help'.padEnd(width)}  show this help, or a command's: paddock help COMMAND
 
 Environment:
-  PADDOCK_URL    the API to talk to (default http://127.0.0.1:$PADDOCK_PORT, port 7070)
-  PADDOCK_TOKEN  API token (default: the admin token in $PADDOCK_HOME/admin-token)
-  PADDOCK_HOME   state directory (default ~/.paddock)`;
+  PADDOCK_URL         the API to talk to (default http://127.0.0.1:$PADDOCK_PORT, port 7070)
+  PADDOCK_TOKEN       API token (default: the admin token in $PADDOCK_HOME/admin-token)
+  PADDOCK_HOME        state directory (default ~/.paddock)
+  PADDOCK_BRIDGE_URL  where ssh, tunnel and port-forward open tunnels: the gateway's WS-TCP bridge,
+                      http://HOST:8082 (default: PADDOCK_URL)`;
 }
 
 async function version(): Promise<string> {

@@ -2,6 +2,9 @@ import { existsSync } from 'node:fs';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { ensureNatsIdentity, NATS_USERS, natsServerConfig } from '@paddock/bus';
+import { ensureRolePasswords, ensureServiceRoles, RolePrivilegesError, serviceDatabaseUrl } from '@paddock/db';
+import { ensurePki, planeDir } from '@paddock/plane';
 import { parseArgs } from './args.js';
 import { canConnect } from './canConnect.js';
 import type { Command } from './command.js';
@@ -18,6 +21,13 @@ const CLI_MAIN = fileURLToPath(new URL('./main.js', import.meta.url));
 const HEALTH_POLL_MS = 300;
 const PORT_POLL_MS = 100;
 const SLOW_START_NOTICE_MS = 60_000;
+/** Where the NKey seed of a NATS user (a service, or `admin` for operators and tools) is kept. */
+export function natsKeyFile(home: string, user: string): string {
+  return join(planeDir(home), 'nats', `${user}.nk`);
+}
+
+/** The services that keep state in PostgreSQL: each connects as its own role, to its own schema. */
+const DATABASE_SERVICES: readonly string[] = ['gateway', 'scheduler', 'broker'];
 
 export const up: Command = {
   name: 'up',
@@ -25,8 +35,9 @@ export const up: Command = {
   usage: `Usage: paddock up
 
 Runs Paddock on this machine in the foreground: PostgreSQL (embedded, unless DATABASE_URL is set), a NATS
-server (unless NATS_URL is set or one already listens on PADDOCK_NATS_PORT), and the scheduler, broker
-and gateway services. Whatever of these dies (even killed -9) is started again after a short delay that
+server (unless NATS_URL is set or one already listens on PADDOCK_NATS_PORT), and the scheduler, broker,
+portdetect, xds and gateway services. The services call each other with the certificates, NATS keys and
+database roles made in PADDOCK_HOME/plane at the first start. Whatever of these dies (even killed -9) is started again after a short delay that
 grows while it keeps dying: PostgreSQL on the same data and port, nats-server with its JetStream store.
 A service whose PostgreSQL or NATS is down waits for it meanwhile instead of exiting.
 Logs go to the terminal and to PADDOCK_HOME/logs/. Ctrl-C stops everything in order (services, then
@@ -38,6 +49,9 @@ Environment:
   PADDOCK_PORT       port of the API (default 7070)
   PADDOCK_DB_PORT    port of the embedded PostgreSQL (default 7432)
   PADDOCK_NATS_PORT  port of the NATS server started here (default 4222)
+  PADDOCK_XDS_PORT   port of services/xds's ADS, on loopback (default 18000)
+  PADDOCK_INGRESS_PORT  the ingress: http://{id}-{port}.localhost:PORT reaches a port of an instance (default 8080, 0 for none)
+  PADDOCK_BRIDGE_PORT   the WS-TCP bridge that paddock port-forward uses (default 8082, 0 for none)
   DATABASE_URL       use this PostgreSQL instead of the embedded one
   NATS_URL           use this NATS server instead of starting one
   PADDOCK_SCHEDULER_METRICS_PORT  loopback port of the scheduler's /metrics (default 7072, 0 for none)
@@ -83,10 +97,11 @@ class Stack {
     try {
       await this.#preflight();
       await mkdir(this.#config.logsDir, { recursive: true });
-      const databaseUrl = this.#config.databaseUrl ?? (await this.#startPostgres());
-      await writeFile(this.#config.databaseUrlFile, databaseUrl, { mode: 0o600 });
+      const adminUrl = this.#config.databaseUrl ?? (await this.#startPostgres());
+      await writeFile(this.#config.databaseUrlFile, adminUrl, { mode: 0o600 });
       const natsUrl = this.#config.natsUrl ?? (await this.#ensureNats());
-      this.#startServices(databaseUrl, natsUrl);
+      const databaseUrls = await this.#ensureServiceRoles(adminUrl);
+      await this.#startServices(databaseUrls, natsUrl);
       await this.#waitHealthy();
       this.#ctx.stdout.write(`Paddock is up: ${this.#config.publicUrl}  (admin token: ${this.#config.adminTokenFile})\n`);
       this.#ctx.stdout.write(`Metrics: ${this.#metricsLine()}\n`);
@@ -142,11 +157,17 @@ class Stack {
     if (await canConnect(new URL(publicUrl).hostname.replace(/^\[|\]$/g, ''), httpPort)) {
       throw new CommandError(`something already listens on port ${httpPort} (another \`paddock up\`?); stop it or set PADDOCK_PORT`);
     }
-    // A taken metrics port would stop that service at each start, over and over: refuse before starting anything.
-    for (const [name, port] of Object.entries(this.#config.metricsPorts)) {
+    // A taken port would stop its service at each start, over and over: refuse before starting anything.
+    const { xdsPort, ingressPort, bridgePort } = this.#config;
+    const ports: [number, string, string][] = [
+      [xdsPort, "services/xds's ADS port", 'PADDOCK_XDS_PORT'],
+      [ingressPort, "the gateway's ingress port", 'PADDOCK_INGRESS_PORT (0 for none)'],
+      [bridgePort, "the gateway's WS-TCP bridge port", 'PADDOCK_BRIDGE_PORT (0 for none)'],
+      ...Object.entries(this.#config.metricsPorts).map(([name, port]): [number, string, string] => [port, `the ${name}'s metrics port`, `PADDOCK_${name.toUpperCase()}_METRICS_PORT (0 for none)`]),
+    ];
+    for (const [port, what, setting] of ports) {
       if (port !== 0 && (await canConnect('127.0.0.1', port))) {
-        const setting = `PADDOCK_${name.toUpperCase()}_METRICS_PORT`;
-        throw new CommandError(`something already listens on port ${port}, the ${name}'s metrics port (another \`paddock up\`?); stop it, or set ${setting} (0 for none)`);
+        throw new CommandError(`something already listens on port ${port}, ${what} (another \`paddock up\`?); stop it, or set ${setting}`);
       }
     }
   }
@@ -194,14 +215,40 @@ class Stack {
     return url as string;
   }
 
+  /**
+   * Each service's own PostgreSQL role and schema, set up with the admin URL (the embedded server's
+   * superuser, or DATABASE_URL), and the DATABASE_URL each service gets: the same server and database, as
+   * its own role. The role passwords are generated once and kept in PADDOCK_HOME/plane/db/.
+   */
+  async #ensureServiceRoles(adminUrl: string): Promise<ReadonlyMap<string, string>> {
+    const services = this.#config.services.filter((name) => DATABASE_SERVICES.includes(name));
+    const roles = await ensureRolePasswords(join(planeDir(this.#config.home), 'db'), services);
+    const log = { info: (_: object, message: string) => this.#say(message), warn: (_: object, message: string) => this.#say(message) };
+    try {
+      const setup = await ensureServiceRoles(adminUrl, roles, { log, signal: this.#shutdown.signal });
+      for (const change of setup.changes) this.#say(`database: ${change}`);
+    } catch (err) {
+      if (err instanceof RolePrivilegesError && this.#config.databaseUrl !== undefined) {
+        throw new CommandError(`DATABASE_URL: ${err.message}. Each Paddock service connects as its own role, which \`paddock up\` creates with this URL.`, { cause: err });
+      }
+      throw err;
+    }
+    return new Map(roles.map(({ service, password }) => [service, serviceDatabaseUrl(adminUrl, service, password)]));
+  }
+
   async #ensureNats(): Promise<string> {
-    const { natsDir, natsPort } = this.#config;
+    const { natsDir, natsPort, home } = this.#config;
     const url = `nats://127.0.0.1:${natsPort}`;
     if (await canConnect('127.0.0.1', natsPort)) {
-      this.#say(`using the NATS server that already listens on ${url}`);
+      this.#say(`using the NATS server that already listens on ${url} (it must accept the services' keys in ${join(planeDir(home), 'nats')})`);
       return url;
     }
     await mkdir(natsDir, { recursive: true });
+    // One NKey user per service, allowed only the subjects the registry gives it, and no anonymous access.
+    // The config is written at every start, so the permissions always match the code being started.
+    const users = await Promise.all(NATS_USERS.map(async (user) => ({ user, publicKey: (await ensureNatsIdentity(natsKeyFile(home, user))).publicKey })));
+    const configFile = join(planeDir(home), 'nats', 'nats-server.conf');
+    await writeFile(configFile, natsServerConfig({ host: '127.0.0.1', port: natsPort, storeDir: natsDir, users }), { mode: 0o600 });
     this.#say(`starting nats-server on port ${natsPort} (JetStream in ${natsDir}, log in ${this.#logs.path('nats')})`);
     let ready = false;
     let failure: Error | undefined;
@@ -209,7 +256,7 @@ class Stack {
       {
         name: 'nats',
         command: 'nats-server',
-        args: ['-js', '-sd', natsDir, '-a', '127.0.0.1', '-p', String(natsPort)],
+        args: ['-c', configFile],
         env: this.#ctx.env,
       },
       {
@@ -264,15 +311,23 @@ class Stack {
     };
   }
 
-  #startServices(databaseUrl: string, natsUrl: string): void {
-    const { repoRoot, home, httpHost, httpPort } = this.#config;
-    const env = {
+  async #startServices(databaseUrls: ReadonlyMap<string, string>, natsUrl: string): Promise<void> {
+    const { repoRoot, home, httpHost, httpPort, xdsPort, ingressPort, bridgePort } = this.#config;
+    // The services call each other over mutual TLS only: their certificates (and the spec key) must be
+    // there before the first of them starts. Made at the first start, renewed when near their end.
+    const plane = await ensurePki(planeDir(home));
+    for (const name of this.#config.services) await ensureNatsIdentity(natsKeyFile(home, name));
+    if (plane.issued.length > 0) this.#say(`the plane's certificates in ${plane.dir}: issued ${plane.issued.join(', ')}`);
+    const env: Record<string, string | undefined> = {
       ...this.#ctx.env,
       PADDOCK_HOME: home,
-      DATABASE_URL: databaseUrl,
       NATS_URL: natsUrl,
       PADDOCK_HOST: httpHost,
       PADDOCK_PORT: String(httpPort),
+      PADDOCK_XDS_PORT: String(xdsPort),
+      PADDOCK_XDS_URL: `127.0.0.1:${xdsPort}`,
+      PADDOCK_INGRESS_PORT: String(ingressPort),
+      PADDOCK_BRIDGE_PORT: String(bridgePort),
     };
     for (const name of this.#config.services) {
       const prefix = `[${name}]`.padEnd(this.#prefixWidth);
@@ -283,7 +338,14 @@ class Stack {
             command: this.#ctx.nodePath,
             args: [serviceMain(repoRoot, name)],
             // Each its own port: a PADDOCK_METRICS_PORT in up's environment would make all three ask for one.
-            env: { ...env, PADDOCK_METRICS_PORT: String(this.#config.metricsPorts[name] ?? 0) },
+            // Its own DATABASE_URL, or none: a service without tables gets no way into the database.
+            env: {
+              ...env,
+              DATABASE_URL: databaseUrls.get(name),
+              NATS_NKEY_FILE: natsKeyFile(home, name),
+              PADDOCK_NATS_USER: name,
+              PADDOCK_METRICS_PORT: String(this.#config.metricsPorts[name] ?? 0),
+            },
             cwd: repoRoot,
           },
           {

@@ -2,7 +2,7 @@ import { join, resolve } from 'node:path';
 import { adminTokenFile, commonConfig, databaseUrlFile, EnvReader, type Env } from '@paddock/config';
 import { ConfigError } from '@paddock/errors';
 
-export const SERVICES = ['scheduler', 'broker', 'gateway'] as const;
+export const SERVICES = ['scheduler', 'broker', 'portdetect', 'xds', 'gateway'] as const;
 
 /** What `paddock up` runs and where, compiled once from the environment. */
 export interface UpConfig {
@@ -29,6 +29,11 @@ export interface UpConfig {
    * service), 0 for none. The gateway has none: it serves /metrics on the API port, to the admin.
    */
   readonly metricsPorts: Readonly<Record<string, number>>;
+  /** services/xds's ADS port (loopback): the gateway's ingress follows it. */
+  readonly xdsPort: number;
+  /** The gateway's embedded ingress ({id}-{port}.{BASE_DOMAIN}) and its WS-TCP bridge; 0 for none. */
+  readonly ingressPort: number;
+  readonly bridgePort: number;
   readonly serviceStopGraceMs: number;
   readonly infraStopGraceMs: number;
 }
@@ -42,13 +47,26 @@ export function upConfig(env: Env, repoRoot: string): UpConfig {
   const metricsPorts = {
     scheduler: read.int('PADDOCK_SCHEDULER_METRICS_PORT', 7072, { min: 0, max: 65535 }),
     broker: read.int('PADDOCK_BROKER_METRICS_PORT', 7073, { min: 0, max: 65535 }),
+    portdetect: read.int('PADDOCK_PORTDETECT_METRICS_PORT', 0, { min: 0, max: 65535 }),
+    xds: read.int('PADDOCK_XDS_METRICS_PORT', 0, { min: 0, max: 65535 }),
     gateway: 0,
   };
+  const xdsPort = read.int('PADDOCK_XDS_PORT', 18_000, { min: 1, max: 65535 });
+  const ingressPort = read.int('PADDOCK_INGRESS_PORT', 8080, { min: 0, max: 65535 });
+  const bridgePort = read.int('PADDOCK_BRIDGE_PORT', 8082, { min: 0, max: 65535 });
   const taken = new Map<number, string>([[httpPort, 'PADDOCK_PORT']]);
-  for (const [setting, port] of [['PADDOCK_SCHEDULER_METRICS_PORT', metricsPorts.scheduler], ['PADDOCK_BROKER_METRICS_PORT', metricsPorts.broker]] as const) {
+  for (const [setting, port] of [
+    ['PADDOCK_XDS_PORT', xdsPort],
+    ['PADDOCK_INGRESS_PORT', ingressPort],
+    ['PADDOCK_BRIDGE_PORT', bridgePort],
+    ['PADDOCK_SCHEDULER_METRICS_PORT', metricsPorts.scheduler],
+    ['PADDOCK_BROKER_METRICS_PORT', metricsPorts.broker],
+    ['PADDOCK_PORTDETECT_METRICS_PORT', metricsPorts.portdetect],
+    ['PADDOCK_XDS_METRICS_PORT', metricsPorts.xds],
+  ] as const) {
     if (port === 0) continue;
     const other = taken.get(port);
-    if (other !== undefined) throw new ConfigError(setting, `port ${port} is already ${other}'s; give each its own port, or 0 to serve no metrics`);
+    if (other !== undefined) throw new ConfigError(setting, `port ${port} is already ${other}'s; give each its own port${setting === 'PADDOCK_XDS_PORT' ? '' : ' (or 0 for none)'}`);
     taken.set(port, setting);
   }
   return Object.freeze({
@@ -68,6 +86,9 @@ export function upConfig(env: Env, repoRoot: string): UpConfig {
     publicUrl: `http://${reachable.includes(':') ? `[${reachable}]` : reachable}:${httpPort}`,
     adminTokenFile: adminTokenFile(home),
     metricsPorts: Object.freeze(metricsPorts),
+    xdsPort,
+    ingressPort,
+    bridgePort,
     serviceStopGraceMs: 15_000,
     infraStopGraceMs: 10_000,
   });

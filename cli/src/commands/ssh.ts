@@ -5,7 +5,7 @@ import { PaddockClient } from '../client.js';
 import { clientConfig } from '../clientConfig.js';
 import type { Command } from '../command.js';
 import { CommandError, UsageError } from '../errors.js';
-import { openTunnel } from './tunnel.js';
+import { openTunnel, tunnelConfig } from './tunnel.js';
 
 const OPTIONS = { show: { type: 'boolean' } } as const satisfies OptionSpecs;
 
@@ -41,7 +41,7 @@ Options:
       ctx.stdout.write(`ssh -o ProxyCommand='${proxy}' -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null ${access.username}@${id}\npassword: ${access.password}\n`);
       return 0;
     }
-    const sock = await openTunnel(config, id, INSTANCE_SSH_PORT);
+    const sock = await openTunnel(await tunnelConfig(ctx.env), id, INSTANCE_SSH_PORT);
     const input = ctx.stdin as Partial<ReadStream> & NodeJS.ReadableStream;
     const output = ctx.stdout as Partial<WriteStream> & NodeJS.WritableStream;
     return new Promise<number>((resolve, reject) => {

@@ -1,5 +1,6 @@
 import type { Duplex } from 'node:stream';
 import WebSocket, { createWebSocketStream } from 'ws';
+import type { Env } from '@paddock/config';
 import { parseArgs, type OptionSpecs } from '../args.js';
 import { clientConfig, type ClientConfig } from '../clientConfig.js';
 import type { Command } from '../command.js';
@@ -11,9 +12,29 @@ const OPTIONS = {} as const satisfies OptionSpecs;
 const OPEN_TIMEOUT_MS = 20_000;
 
 /**
+ * Where tunnels are opened: the gateway's WS-TCP bridge when PADDOCK_BRIDGE_URL names it (`http://host:8082`,
+ * a port of its own that a deployment may expose apart from the API), else the API at PADDOCK_URL. Both serve
+ * the same route with the same token.
+ */
+export async function tunnelConfig(env: Env): Promise<ClientConfig> {
+  const config = await clientConfig(env);
+  const bridge = env['PADDOCK_BRIDGE_URL'];
+  if (bridge === undefined || bridge === '') return config;
+  let url: URL;
+  try {
+    url = new URL(bridge);
+  } catch {
+    throw new CommandError(`PADDOCK_BRIDGE_URL "${bridge}" is not a URL: give the bridge as http://HOST:PORT`);
+  }
+  if (!['http:', 'https:', 'ws:', 'wss:'].includes(url.protocol)) throw new CommandError(`PADDOCK_BRIDGE_URL "${bridge}" must be an http, https, ws or wss URL`);
+  return Object.freeze({ ...config, baseUrl: bridge.replace(/\/+$/, '') });
+}
+
+/**
  * A TCP connection to 127.0.0.1:port inside a running instance, over the gateway's WebSocket tunnel
  * (`WS /api/v1/instances/{id}/tunnel?port=`), as a byte stream with backpressure both ways. Rejects with the
- * gateway's own message when it refuses (not the owner, not running, nothing listening on the port).
+ * gateway's own message when it refuses: "no running instance ID" for an id that is not the caller's or
+ * not known, the instance's state when it does not run, "nothing listens on port P" when nothing does.
  */
 export function openTunnel(config: ClientConfig, id: string, port: number): Promise<Duplex> {
   const url = `${config.baseUrl.replace(/^http/, 'ws')}/api/v1/instances/${encodeURIComponent(id)}/tunnel?port=${port}`;
@@ -35,12 +56,17 @@ export function openTunnel(config: ClientConfig, id: string, port: number): Prom
       res.on('data', (d: string) => (body += d));
       res.on('end', () => {
         let message = `the gateway answered ${res.statusCode}`;
+        let code: string | undefined;
         try {
-          message = (JSON.parse(body) as { error?: { message?: string } }).error?.message ?? message;
+          const error = (JSON.parse(body) as { error?: { code?: string; message?: string } }).error;
+          message = error?.message ?? message;
+          code = error?.code;
         } catch {
           // not the API's JSON error
         }
-        reject(new CommandError(`cannot open a tunnel to port ${port} of ${id}: ${message}`));
+        // The gateway's 404 for an id is "execution X not found" (the bridge's for a wrong path says so itself).
+        if (res.statusCode === 404 && code === 'not_found' && message.startsWith('execution ')) reject(new CommandError(`no running instance ${id}`));
+        else reject(new CommandError(`cannot open a tunnel to port ${port} of ${id}: ${message}`));
         ws.terminate();
       });
     });
@@ -60,7 +86,10 @@ the end of stdin is not passed on (a WebSocket cannot half-close). Made for Open
   ssh -o ProxyCommand='npx paddock tunnel ID 2222' agent@ID
 
 Options:
-  -h, --help  show this help`,
+  -h, --help  show this help
+
+Environment:
+  PADDOCK_BRIDGE_URL  open tunnels through the gateway's WS-TCP bridge (http://HOST:8082) instead of PADDOCK_URL`,
 
   async run(ctx, argv) {
     const args = parseArgs(argv, OPTIONS, { command: 'tunnel' });
@@ -72,7 +101,7 @@ Options:
     if (id === undefined || portText === undefined || extra.length > 0 || args.rest.length > 0) throw new UsageError('give an execution ID and a port', 'tunnel');
     const port = Number(portText);
     if (!/^[1-9][0-9]{0,4}$/.test(portText) || port > 65535) throw new UsageError(`"${portText}" is not a TCP port (1-65535)`, 'tunnel');
-    const stream = await openTunnel(await clientConfig(ctx.env), id, port);
+    const stream = await openTunnel(await tunnelConfig(ctx.env), id, port);
     return new Promise<number>((resolve, reject) => {
       // A WebSocket cannot half-close: closing it at the end of stdin would lose what the server still has
       // to say. The tunnel ends when the server inside closes the connection (or on Ctrl-C).

@@ -1,5 +1,6 @@
 import { EnvReader, type Env } from '@paddock/config';
 import { ConfigError } from '@paddock/errors';
+import { isNatsUser, NATS_USERS, type NatsUser } from './natsPermissions.js';
 import { DAY_MS, streams, type StreamName } from './subjects.js';
 
 const MiB = 1024 * 1024;
@@ -32,10 +33,19 @@ export interface BusSettings {
   readonly retryInitialDelayMs?: number;
   /** The longest pause between two deliveries: 60 s. */
   readonly retryMaxDelayMs?: number;
+  /**
+   * The file holding the seed of this process's NATS user key (`NATS_NKEY_FILE`); none to connect without
+   * credentials, to a nats-server that asks for none.
+   */
+  readonly nkeyFile?: string;
+  /** The NATS user that key belongs to (`PADDOCK_NATS_USER`): the service's name; required with `nkeyFile`. */
+  readonly natsUser?: NatsUser;
 }
 
 export interface BusConfig {
   readonly streams: Readonly<Record<StreamName, StreamLimits>>;
+  /** Where this process's NATS identity is kept, or null to connect without one. */
+  readonly nkey: { readonly file: string; readonly user: NatsUser } | null;
   readonly maxDeliver: number;
   readonly retryInitialDelayMs: number;
   readonly retryMaxDelayMs: number;
@@ -54,6 +64,7 @@ const DEFAULT_LIMITS: Readonly<Record<StreamName, { maxBytes: number; maxMsgSize
   PADDOCK_EXECUTIONS: { maxBytes: 1 * GiB, maxMsgSizeBytes: 1 * MiB },
   PADDOCK_INSTANCES: { maxBytes: 1 * GiB, maxMsgSizeBytes: 256 * 1024 },
   PADDOCK_OUTPUT: { maxBytes: 8 * GiB, maxMsgSizeBytes: 1 * MiB },
+  PADDOCK_PORTS: { maxBytes: 256 * MiB, maxMsgSizeBytes: 256 * 1024 },
   PADDOCK_DEADLETTER: { maxBytes: 1 * GiB, maxMsgSizeBytes: 1 * MiB },
 };
 
@@ -92,13 +103,23 @@ export function compileBusConfig(settings: BusSettings = {}): BusConfig {
   if (retryMaxDelayMs < retryInitialDelayMs) {
     throw new ConfigError('retryMaxDelayMs', `the longest pause (${retryMaxDelayMs} ms) is shorter than the first (${retryInitialDelayMs} ms)`);
   }
-  return Object.freeze({ streams: Object.freeze(limits), maxDeliver, retryInitialDelayMs, retryMaxDelayMs });
+  return Object.freeze({ streams: Object.freeze(limits), nkey: compileNkey(settings), maxDeliver, retryInitialDelayMs, retryMaxDelayMs });
+}
+
+function compileNkey(settings: BusSettings): BusConfig['nkey'] {
+  const { nkeyFile: file, natsUser: user } = settings;
+  if (file === undefined && user === undefined) return null;
+  if (file === undefined || file === '') throw new ConfigError('NATS_NKEY_FILE', `required with PADDOCK_NATS_USER (${user}): the file that holds that user's nkey seed`);
+  if (user === undefined) throw new ConfigError('PADDOCK_NATS_USER', `required with NATS_NKEY_FILE (${file}): the NATS user the key belongs to, one of ${NATS_USERS.join(', ')}`);
+  if (!isNatsUser(user)) throw new ConfigError('PADDOCK_NATS_USER', `expected one of ${NATS_USERS.join(', ')}, got "${String(user)}"`);
+  return Object.freeze({ file, user });
 }
 
 /**
  * The bus's settings from environment variables, for a service's main.ts (which alone reads the
- * environment): PADDOCK_RETENTION_DAYS, PADDOCK_DEADLETTER_RETENTION_DAYS, PADDOCK_BUS_MAX_DELIVER and, per
- * stream, PADDOCK_STREAM_<EXECUTIONS|INSTANCES|OUTPUT|DEADLETTER>_MAX_BYTES and _MAX_MSG_BYTES.
+ * environment): PADDOCK_RETENTION_DAYS, PADDOCK_DEADLETTER_RETENTION_DAYS, PADDOCK_BUS_MAX_DELIVER, per
+ * stream PADDOCK_STREAM_<EXECUTIONS|INSTANCES|OUTPUT|PORTS|DEADLETTER>_MAX_BYTES and _MAX_MSG_BYTES, and the NATS
+ * identity: NATS_NKEY_FILE (the seed's file) with PADDOCK_NATS_USER (whose key it is).
  */
 export function busSettingsFromEnv(env: Env): BusSettings {
   const read = new EnvReader(env);
@@ -109,7 +130,12 @@ export function busSettingsFromEnv(env: Env): BusSettings {
       read.optional(streamSetting(name, 'maxMsgSizeBytes')) === undefined ? undefined : read.int(streamSetting(name, 'maxMsgSizeBytes'), 0, { min: 1 });
     streamLimits[name] = { ...(maxBytes === undefined ? {} : { maxBytes }), ...(maxMsgSizeBytes === undefined ? {} : { maxMsgSizeBytes }) };
   }
+  const natsUser = read.optional('PADDOCK_NATS_USER');
+  if (natsUser !== undefined && !isNatsUser(natsUser)) throw new ConfigError('PADDOCK_NATS_USER', `expected one of ${NATS_USERS.join(', ')}, got "${natsUser}"`);
+  const nkeyFile = read.optional('NATS_NKEY_FILE');
   return {
+    ...(nkeyFile === undefined ? {} : { nkeyFile }),
+    ...(natsUser === undefined ? {} : { natsUser }),
     retentionMs: read.int('PADDOCK_RETENTION_DAYS', DEFAULT_RETENTION_DAYS, { min: 1, max: 36_500 }) * DAY_MS,
     deadLetterRetentionMs: read.int('PADDOCK_DEADLETTER_RETENTION_DAYS', DEFAULT_DEADLETTER_RETENTION_DAYS, { min: 1, max: 36_500 }) * DAY_MS,
     maxDeliver: read.int('PADDOCK_BUS_MAX_DELIVER', DEFAULT_MAX_DELIVER, { min: 1, max: 10_000 }),

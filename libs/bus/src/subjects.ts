@@ -6,6 +6,8 @@ import {
   InstanceExited,
   InstanceStarted,
   OutputChunk,
+  PortChanged,
+  PortVisibility,
   ServiceHeartbeat,
   type MessageFns,
 } from '@paddock/proto';
@@ -20,10 +22,38 @@ export interface Topic<T> {
   readonly type: MessageFns<T>;
   /** The JetStream stream that stores it, or null for core NATS only. */
   readonly stream: StreamName | null;
+  /** Which services may do what with it: each service's NATS permissions come from this (natsPermissions.ts). */
+  readonly owners: TopicOwners;
   subject(id: string): string;
 }
 
-export type StreamName = 'PADDOCK_EXECUTIONS' | 'PADDOCK_INSTANCES' | 'PADDOCK_OUTPUT' | 'PADDOCK_DEADLETTER';
+/**
+ * Paddock's services, by the name each connects to NATS as (its NATS user, its inbox prefix, its
+ * heartbeat's id). Billing owns no topic yet: it gets its heartbeat, and its topics are declared here with it.
+ */
+export const SERVICES = ['gateway', 'scheduler', 'broker', 'portdetect', 'xds', 'billing'] as const;
+export type ServiceName = (typeof SERVICES)[number];
+
+/**
+ * What services do with a topic. Nothing else is allowed: a service that publishes, listens to or consumes
+ * a topic that does not name it here is refused by nats-server.
+ */
+export interface TopicOwners {
+  /** Services that publish it. */
+  readonly publishers: readonly ServiceName[];
+  /** The id of each message is its publisher's own name (a service heartbeat): each publishes only its own. */
+  readonly publishOwnIdOnly?: boolean;
+  /** Services that listen to it live, on core NATS (`bus.subscribe`), for any id. */
+  readonly subscribers: readonly ServiceName[];
+  /** Durable consumers (`bus.consume`) by service; a durable's name is also its dead-letter subject's. */
+  readonly consumers: Readonly<Partial<Record<ServiceName, readonly string[]>>>;
+  /** Services that read single stored messages of its stream (`bus.lastStored`). */
+  readonly readers: readonly ServiceName[];
+  /** Services that follow one id's messages through an ordered (ephemeral) consumer of its stream. */
+  readonly followers: readonly ServiceName[];
+}
+
+export type StreamName = 'PADDOCK_EXECUTIONS' | 'PADDOCK_INSTANCES' | 'PADDOCK_OUTPUT' | 'PADDOCK_PORTS' | 'PADDOCK_DEADLETTER';
 
 /** The stream a stored topic lives in; a core-NATS topic has none, which is a programming error here. */
 export function streamOf(topic: Topic<unknown>): StreamName {
@@ -38,16 +68,20 @@ function token(id: string, of: string): string {
   return id;
 }
 
+const NOBODY: TopicOwners = { publishers: [], subscribers: [], consumers: {}, readers: [], followers: [] };
+
 function topic<T>(
   name: string,
   type: MessageFns<T>,
   stream: StreamName | null,
   build: (id: string) => string,
+  owners: Partial<TopicOwners>,
 ): Topic<T> {
   return {
     name,
     type,
     stream,
+    owners: { ...NOBODY, ...owners },
     subject(id: string) {
       return build(token(id, name));
     },
@@ -55,14 +89,62 @@ function topic<T>(
 }
 
 export const topics = {
-  executionRequested: topic('execution.requested', ExecutionRequested, 'PADDOCK_EXECUTIONS', (id) => `paddock.v1.execution.${id}.requested`),
-  executionCancel: topic('execution.cancel', CancelRequested, 'PADDOCK_EXECUTIONS', (id) => `paddock.v1.execution.${id}.cancel`),
-  executionState: topic('execution.state', ExecutionStateChanged, 'PADDOCK_EXECUTIONS', (id) => `paddock.v1.execution.${id}.state`),
-  instanceStarted: topic('instance.started', InstanceStarted, 'PADDOCK_INSTANCES', (id) => `paddock.v1.instance.${id}.started`),
-  instanceExited: topic('instance.exited', InstanceExited, 'PADDOCK_INSTANCES', (id) => `paddock.v1.instance.${id}.exited`),
-  output: topic('output', OutputChunk, 'PADDOCK_OUTPUT', (id) => `paddock.v1.output.${id}`),
-  brokerHeartbeat: topic('broker.heartbeat', BrokerHeartbeat, null, (id) => `paddock.v1.broker.${id}.heartbeat`),
-  serviceHeartbeat: topic('service.heartbeat', ServiceHeartbeat, null, (id) => `paddock.v1.service.${id}.heartbeat`),
+  executionRequested: topic('execution.requested', ExecutionRequested, 'PADDOCK_EXECUTIONS', (id) => `paddock.v1.execution.${id}.requested`, {
+    publishers: ['gateway'],
+    consumers: { scheduler: ['scheduler-requested'] },
+  }),
+  executionCancel: topic('execution.cancel', CancelRequested, 'PADDOCK_EXECUTIONS', (id) => `paddock.v1.execution.${id}.cancel`, {
+    publishers: ['gateway'],
+    consumers: { scheduler: ['scheduler-cancel'] },
+  }),
+  executionState: topic('execution.state', ExecutionStateChanged, 'PADDOCK_EXECUTIONS', (id) => `paddock.v1.execution.${id}.state`, {
+    publishers: ['scheduler'],
+    // The gateway keeps its executions table from the durable, and ends a followed log when the state is final.
+    subscribers: ['gateway'],
+    consumers: { gateway: ['gateway-state'] },
+  }),
+  instanceStarted: topic('instance.started', InstanceStarted, 'PADDOCK_INSTANCES', (id) => `paddock.v1.instance.${id}.started`, {
+    publishers: ['broker'],
+    consumers: { scheduler: ['scheduler-instance-started'] },
+  }),
+  instanceExited: topic('instance.exited', InstanceExited, 'PADDOCK_INSTANCES', (id) => `paddock.v1.instance.${id}.exited`, {
+    publishers: ['broker'],
+    consumers: { scheduler: ['scheduler-instance-exited'] },
+    // When a broker lost an instance, the scheduler looks up whether its exit was published.
+    readers: ['scheduler'],
+  }),
+  output: topic('output', OutputChunk, 'PADDOCK_OUTPUT', (id) => `paddock.v1.output.${id}`, {
+    publishers: ['broker'],
+    // The broker resumes an adopted instance's output after the last chunk stored; the gateway serves logs.
+    readers: ['broker', 'gateway'],
+    followers: ['gateway'],
+  }),
+  brokerHeartbeat: topic('broker.heartbeat', BrokerHeartbeat, null, (id) => `paddock.v1.broker.${id}.heartbeat`, {
+    publishers: ['broker'],
+    subscribers: ['gateway', 'scheduler', 'xds'],
+  }),
+  portOpened: topic('port.opened', PortChanged, 'PADDOCK_PORTS', (id) => `paddock.v1.port.${id}.opened`, {
+    publishers: ['portdetect'],
+    // Each event carries the instance's whole state: readers take the last one, listeners follow live.
+    readers: ['portdetect', 'gateway', 'xds'],
+    subscribers: ['gateway', 'xds'],
+  }),
+  portClosed: topic('port.closed', PortChanged, 'PADDOCK_PORTS', (id) => `paddock.v1.port.${id}.closed`, {
+    publishers: ['portdetect'],
+    readers: ['portdetect', 'gateway', 'xds'],
+    subscribers: ['gateway', 'xds'],
+  }),
+  portVisibility: topic('port.visibility', PortVisibility, 'PADDOCK_PORTS', (id) => `paddock.v1.port.${id}.visibility`, {
+    publishers: ['gateway'],
+    readers: ['gateway', 'xds'],
+    // The gateway's port event stream shows visibility changes too.
+    subscribers: ['gateway', 'xds'],
+  }),
+  serviceHeartbeat: topic('service.heartbeat', ServiceHeartbeat, null, (id) => `paddock.v1.service.${id}.heartbeat`, {
+    publishers: [...SERVICES],
+    publishOwnIdOnly: true,
+    subscribers: ['gateway'],
+  }),
 } as const;
 
 /** The id token of a subject built by `topic.subject(id)`: always the fourth token. */
@@ -93,5 +175,6 @@ export const streams: readonly StreamSpec[] = [
   { name: 'PADDOCK_EXECUTIONS', subjects: ['paddock.v1.execution.>'] },
   { name: 'PADDOCK_INSTANCES', subjects: ['paddock.v1.instance.>'] },
   { name: 'PADDOCK_OUTPUT', subjects: ['paddock.v1.output.>'] },
+  { name: 'PADDOCK_PORTS', subjects: ['paddock.v1.port.>'] },
   { name: 'PADDOCK_DEADLETTER', subjects: ['paddock.v1.deadletter.>'] },
 ];

@@ -1,8 +1,10 @@
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { mkdtemp, readFile, realpath, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { nkeyAuthenticator, type ConnectionOptions } from 'nats';
 import { ApiClient } from './apiClient.js';
 import { freePort } from './freePort.js';
 
@@ -19,12 +21,20 @@ export interface RunningPaddock {
   readonly url: string;
   readonly home: string;
   readonly natsUrl: string;
+  /**
+   * How a test or a tool connects to this Paddock's NATS, which refuses anonymous connections: as its
+   * `admin` user, with the key `paddock up` made in PADDOCK_HOME/plane/nats.
+   */
+  natsOptions(name: string): ConnectionOptions;
   readonly admin: ApiClient;
   readonly env: Record<string, string>;
   /** Where the scheduler and the broker serve `GET /metrics` (loopback, no token); the gateway's is at `${url}/metrics`, for the admin. */
   readonly metricsUrls: { readonly scheduler: string; readonly broker: string };
+  /** The gateway's embedded ingress (`http://{id}-{port}.localhost:<ingressPort>/`) and WS-TCP bridge. */
+  readonly ingressPort: number;
+  readonly bridgePort: number;
   /** The pid of a service (or of nats-server) run by this `paddock up`. */
-  pidOf(name: 'paddock-gateway' | 'paddock-scheduler' | 'paddock-broker' | 'nats-server'): number | undefined;
+  pidOf(name: 'paddock-gateway' | 'paddock-scheduler' | 'paddock-broker' | 'paddock-portdetect' | 'paddock-xds' | 'nats-server'): number | undefined;
   /** Everything `paddock up` printed so far. */
   output(): string;
   stop(): Promise<void>;
@@ -37,14 +47,9 @@ export interface RunningPaddock {
  */
 export async function startPaddock(opts: StartPaddockOptions = {}): Promise<RunningPaddock> {
   const home = await mkdtemp(join(tmpdir(), 'paddock-test-'));
-  const [port, natsPort, dbPort, brokerPort, schedulerMetricsPort, brokerMetricsPort] = await Promise.all([
-    freePort(),
-    freePort(),
-    freePort(),
-    freePort(),
-    freePort(),
-    freePort(),
-  ]);
+  const [port, natsPort, dbPort, brokerPort, schedulerMetricsPort, brokerMetricsPort, xdsPort, ingressPort, bridgePort] = await Promise.all(
+    Array.from({ length: 9 }, () => freePort()),
+  );
   const env: Record<string, string> = {
     PADDOCK_HOME: home,
     PADDOCK_PORT: String(port),
@@ -54,6 +59,9 @@ export async function startPaddock(opts: StartPaddockOptions = {}): Promise<Runn
     // Free ports rather than `paddock up`'s fixed defaults, so that test Paddocks run side by side.
     PADDOCK_SCHEDULER_METRICS_PORT: String(schedulerMetricsPort),
     PADDOCK_BROKER_METRICS_PORT: String(brokerMetricsPort),
+    PADDOCK_XDS_PORT: String(xdsPort),
+    PADDOCK_INGRESS_PORT: String(ingressPort),
+    PADDOCK_BRIDGE_PORT: String(bridgePort),
     // Each test Paddock is its own broker, so they never adopt each other's containers.
     PADDOCK_BROKER_ID: `test-${port}`,
     LOG_LEVEL: 'warn',
@@ -106,8 +114,15 @@ export async function startPaddock(opts: StartPaddockOptions = {}): Promise<Runn
     url,
     home,
     natsUrl: `nats://127.0.0.1:${natsPort}`,
+    natsOptions: (name) => ({
+      servers: `nats://127.0.0.1:${natsPort}`,
+      name,
+      authenticator: nkeyAuthenticator(new TextEncoder().encode(readFileSync(join(home, 'plane', 'nats', 'admin.nk'), 'utf8').trim())),
+    }),
     admin: new ApiClient(url, token),
     env,
+    ingressPort: Number(env['PADDOCK_INGRESS_PORT']),
+    bridgePort: Number(env['PADDOCK_BRIDGE_PORT']),
     metricsUrls: {
       scheduler: `http://127.0.0.1:${env['PADDOCK_SCHEDULER_METRICS_PORT']}/metrics`,
       broker: `http://127.0.0.1:${env['PADDOCK_BROKER_METRICS_PORT']}/metrics`,

@@ -4,7 +4,7 @@ import swagger from '@fastify/swagger';
 import websocket from '@fastify/websocket';
 import { unrecordedMetrics, type Logger, type PaddockMetrics } from '@paddock/telemetry';
 import type { Bus } from '@paddock/bus';
-import { installAuth } from './auth.js';
+import { documentSecurity, installAuth, SECURITY_SCHEMES } from './auth.js';
 import type { GatewayConfig } from './config.js';
 import { installErrorHandler } from './errors.js';
 import { compatRoutes } from './executions/compatRoutes.js';
@@ -13,8 +13,9 @@ import type { ExecutionStore } from './executions/executionStore.js';
 import { executionRoutes } from './executions/routes.js';
 import { healthRoutes, type HealthWatch } from './health.js';
 import type { BrokerDirectory } from './instances/brokers.js';
-import { instanceRoutes } from './instances/routes.js';
+import { documentWebSocket, instanceRoutes } from './instances/routes.js';
 import { metricsRoutes } from './metrics.js';
+import { portRoutes, type PortRoutesOptions } from './ports/routes.js';
 import type { TicketStore } from './instances/ticketStore.js';
 import { secretRoutes } from './secrets/routes.js';
 import type { SecretStore } from './secrets/secretStore.js';
@@ -51,6 +52,11 @@ export interface AppOptions {
   metrics?: PaddockMetrics;
   /** Every metric of this process in Prometheus text: served at /metrics to the admin. Absent: no /metrics. */
   scrapeMetrics?: () => Promise<string>;
+  /**
+   * The ports API: the visibility table, where port URLs point, the key share links are signed with.
+   * Without it the ports routes are not served (tests of other parts build the app without them).
+   */
+  ports?: Pick<PortRoutesOptions, 'visibility' | 'urls' | 'ingressKey' | 'heartbeatMs'>;
   /** The server the app is built on (the listener that opened before the app was ready); Fastify makes one otherwise. */
   serverFactory?: (handler: (req: IncomingMessage, res: ServerResponse) => void) => Server;
 }
@@ -70,15 +76,17 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
     openapi: {
       openapi: '3.0.3',
       info: { title: 'Paddock API', version: '1', description: 'Run jobs and agents in isolated containers.' },
-      components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
+      components: { securitySchemes: SECURITY_SCHEMES },
       security: [{ bearer: [] }],
     },
+    // What the route's config says about credentials, and a WebSocket's handshake, written into its operation.
+    transform: ({ schema, url, route }) => ({ url, schema: documentWebSocket(documentSecurity(schema, route), route) }),
   });
   await app.register(websocket, { options: { maxPayload: 1024 * 1024 } });
   acceptEmptyJson(app);
   const metrics = opts.metrics ?? unrecordedMetrics();
   installErrorHandler(app, (err) => metrics.errorOccurred(err.name));
-  installAuth(app, opts.users);
+  installAuth(app, { users: opts.users, tickets: opts.tickets, runs: opts.executions });
   app.addHook('onResponse', async (req, reply) => {
     const line = { method: req.method, url: req.url, status: reply.statusCode, ms: Math.round(reply.elapsedTime) };
     // Health probes come every few hundred milliseconds from supervisors and load balancers.
@@ -93,7 +101,8 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
   const routeOpts = { executions: opts.executions, store: opts.store, bus: opts.bus, artifactsDir: opts.config.artifactsDir };
   await app.register(executionRoutes, routeOpts);
   await app.register(compatRoutes, routeOpts);
-  await app.register(instanceRoutes, { executions: opts.executions, brokers: opts.brokers, tickets: opts.tickets, users: opts.users, log: opts.log });
+  await app.register(instanceRoutes, { executions: opts.executions, brokers: opts.brokers, tickets: opts.tickets, log: opts.log });
+  if (opts.ports) await app.register(portRoutes, { ...opts.ports, executions: opts.executions, bus: opts.bus, log: opts.log });
   await app.register(uiRoutes);
   return app;
 }

@@ -3,6 +3,7 @@ import type { FastifyInstance } from 'fastify';
 import { BlobStore } from '@paddock/blobs';
 import { Bus, type Subscription } from '@paddock/bus';
 import { createPool, migrate } from '@paddock/db';
+import { loadServiceTls, type ServiceTls } from '@paddock/plane';
 import type { Startup } from '@paddock/service';
 import { unrecordedMetrics, type Logger, type Telemetry } from '@paddock/telemetry';
 import { buildApp } from './app.js';
@@ -12,11 +13,18 @@ import { ExecutionStore } from './executions/executionStore.js';
 import { projectStates } from './executions/projection.js';
 import { REQUEST_MESSAGE_MAX_BYTES } from './executions/requestSize.js';
 import { HealthWatch } from './health.js';
+import { startIngress, type StartedIngress } from './ingress/ingress.js';
+import { loadIngressKey } from './ingress/ingressKey.js';
+import { IngressTokens } from './ingress/ingressTokens.js';
+import { ingressTicketRoutes } from './ingress/ticketRoutes.js';
 import { GatewayListener } from './listener.js';
+import { startBridge, type StartedBridge } from './ports/bridge.js';
+import { PortUrls } from './ports/portUrls.js';
+import { PortVisibilityStore } from './ports/portVisibilityStore.js';
 import { BrokerDirectory } from './instances/brokers.js';
 import { TicketStore } from './instances/ticketStore.js';
 import { RetentionCleaner } from './retention.js';
-import { SecretBox } from '@paddock/secrets';
+import { SecretBox, SpecKey } from '@paddock/secrets';
 import { SecretStore } from './secrets/secretStore.js';
 import { ensureAdmin } from './users/adminToken.js';
 import { UserStore } from './users/userStore.js';
@@ -26,6 +34,10 @@ export const MIGRATIONS_DIR = fileURLToPath(new URL('../../migrations/', import.
 export interface StartedGateway {
   readonly app: FastifyInstance;
   readonly url: string;
+  /** The embedded ingress, unless PADDOCK_INGRESS_PORT is 0. */
+  readonly ingress: StartedIngress | undefined;
+  /** The WS-TCP bridge, unless PADDOCK_BRIDGE_PORT is 0. */
+  readonly bridge: StartedBridge | undefined;
   stop(): Promise<void>;
 }
 
@@ -48,10 +60,13 @@ export async function startGateway(config: GatewayConfig, log: Logger, opts: Gat
   if (!config.databaseUrl) throw new Error('DATABASE_URL is required');
   const { startup, telemetry } = opts;
   const metrics = telemetry?.metrics ?? unrecordedMetrics();
+  // Before listening: a missing or wrong certificate or key is a setting to fix, not an outage to wait out.
+  const tls = await loadServiceTls(config.tls);
+  const ingressKey = await loadIngressKey(config.ingress.keyFile);
   const startedAtMs = Date.now();
   const listener = await GatewayListener.open(config.host, config.port, () => startup?.health() ?? { state: 'starting', sinceMs: startedAtMs });
   try {
-    return await serveOn(listener, config, log, { ...opts, metrics });
+    return await serveOn(listener, config, log, { ...opts, metrics, tls, ingressKey });
   } catch (err) {
     await listener.close();
     throw err;
@@ -62,7 +77,7 @@ async function serveOn(
   listener: GatewayListener,
   config: GatewayConfig,
   log: Logger,
-  { startup, telemetry, metrics }: GatewayOptions & { metrics: Telemetry['metrics'] },
+  { startup, telemetry, metrics, tls, ingressKey }: GatewayOptions & { metrics: Telemetry['metrics']; tls: ServiceTls; ingressKey: Buffer },
 ): Promise<StartedGateway> {
   const pool = createPool(config.databaseUrl!, { name: 'paddock-gateway', max: 20 });
   await waitFor(startup, 'PostgreSQL', (signal) => migrate(pool, 'gateway', MIGRATIONS_DIR, { log, ...(signal ? { signal } : {}) }));
@@ -76,12 +91,12 @@ async function serveOn(
   const store = new ExecutionStore(pool);
   const secrets = new SecretStore(pool, await SecretBox.fromFile(config.secretKeyFile));
   const blobs = new BlobStore(config.blobsDir);
-  const executions = new ExecutionService(store, secrets, bus, config, log, blobs);
+  const executions = new ExecutionService(store, secrets, await SpecKey.fromFile(config.specKeyFile), bus, config, log, blobs);
   const cleaner = new RetentionCleaner(pool, store, blobs, config.retentionMs, log);
   cleaner.start();
   const health = new HealthWatch(pool, bus);
   health.start();
-  const brokers = new BrokerDirectory(bus);
+  const brokers = new BrokerDirectory(bus, tls);
   brokers.start();
   const tickets = new TicketStore(pool, config.terminalTicketTtlMs);
   const subs: Subscription[] = [await projectStates(bus, store)];
@@ -107,28 +122,61 @@ async function serveOn(
     health,
     metrics,
     ...(telemetry ? { scrapeMetrics: () => telemetry.metricsHandler() } : {}),
+    ports: {
+      visibility: new PortVisibilityStore(pool),
+      urls: PortUrls.from({ baseDomain: config.ingress.baseDomain, ingressPort: config.ingress.port, publicIngressUrl: config.ingress.publicIngressUrl }),
+      ingressKey,
+    },
     serverFactory: listener.serverFactory,
   });
+  const ingressTokens = new IngressTokens(ingressKey, config.ingress.sessionTtlMs);
+  await app.register(ingressTicketRoutes, { store, tokens: ingressTokens, ingress: config.ingress });
   await app.ready();
   listener.serve();
   const url = listener.url;
-  log.info({ url }, 'gateway ready');
 
+  let ingress: StartedIngress | undefined;
+  let bridge: StartedBridge | undefined;
   let stopped: Promise<void> | undefined;
-  return {
-    app,
-    url,
-    stop: () =>
-      (stopped ??= (async () => {
-        clearInterval(relay);
-        await cleaner.stop();
-        await app.close();
-        await listener.close();
-        await health.stop();
-        await brokers.stop();
-        await Promise.all(subs.map((s) => s.stop()));
-        await bus.drain();
-        await pool.end().catch(() => {});
-      })()),
-  };
+  const stop = () =>
+    (stopped ??= (async () => {
+      await ingress?.stop();
+      clearInterval(relay);
+      await cleaner.stop();
+      await app.close();
+      await bridge?.close();
+      await listener.close();
+      await health.stop();
+      await brokers.stop();
+      await Promise.all(subs.map((s) => s.stop()));
+      await bus.drain();
+      await pool.end().catch(() => {});
+    })());
+  try {
+    if (config.bridge.port !== 0) bridge = await startBridge(app, { host: config.bridge.host, port: config.bridge.port, log });
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+  if (config.ingress.port !== 0) {
+    // The login page the ingress sends browsers to is on this listener, as browsers reach it.
+    const loginUrl = `${config.ingress.publicUrl ?? url.replace(/\/\/(0\.0\.0\.0|\[::\]):/, '//localhost:')}/ui/ingress/login`;
+    try {
+      ingress = await startIngress({
+        config: config.ingress,
+        tokens: ingressTokens,
+        tls,
+        userOfToken: async (token) => (await users.byToken(token))?.id ?? null,
+        ownerOf: async (instanceId) => (await store.get(instanceId, null))?.ownerId ?? null,
+        loginUrl,
+        log,
+        onNack: () => metrics.errorOccurred('XdsNack'),
+      });
+    } catch (err) {
+      await stop();
+      throw err;
+    }
+  }
+  log.info({ url, ingress: ingress?.url ?? null, bridge: bridge?.url ?? null }, 'gateway ready');
+  return { app, url, ingress, bridge, stop };
 }

@@ -2,6 +2,7 @@ import { chmod, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createPool, migrate, startEmbeddedPostgres, type Pool } from '@paddock/db';
+import { ensurePki, planeDir } from '@paddock/plane';
 import type { Env } from '@paddock/config';
 import { createLogger, type Logger } from '@paddock/telemetry';
 import { freePort, startNatsServer, type NatsServer } from '@paddock/testkit';
@@ -14,7 +15,7 @@ export interface TestStack {
   readonly databaseUrl: string;
   /** The gateway's tables, migrated; for looking at what another service would see. */
   readonly pool: Pool;
-  /** A fresh PADDOCK_HOME. */
+  /** A fresh PADDOCK_HOME, with the gateway's certificate in its plane/ as `paddock up` makes it. */
   readonly home: string;
   readonly log: Logger;
   /** The gateway's configuration for this stack, as main.ts would compile it from `env`. */
@@ -42,6 +43,7 @@ export async function startTestStack(): Promise<TestStack> {
     created.push({ stop: () => pool.end() });
     await migrate(pool, 'gateway', MIGRATIONS_DIR);
     const log = createLogger('gateway-test', 'silent');
+    await ensurePki(planeDir(home), { services: ['gateway'] });
     let stopped: Promise<void> | undefined;
     return {
       nats,
@@ -56,6 +58,9 @@ export async function startTestStack(): Promise<TestStack> {
           NATS_URL: nats.url,
           PADDOCK_HOST: '127.0.0.1',
           PADDOCK_PORT: '0',
+          // No ingress or bridge unless a test asks: fixed ports would collide between test files.
+          PADDOCK_INGRESS_PORT: '0',
+          PADDOCK_BRIDGE_PORT: '0',
           ...env,
         }),
       stop: () => (stopped ??= cleanUp()),

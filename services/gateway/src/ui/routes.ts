@@ -24,6 +24,7 @@ function assetFolders(): Record<string, string> {
   const xterm = packageDir('@xterm/xterm');
   return {
     terminal: join(CHECKOUT, 'web/terminal'),
+    ingress: join(CHECKOUT, 'web/ingress'),
     xterm: join(xterm, 'lib'),
     'xterm-css': join(xterm, 'css'),
     'addon-fit': join(packageDir('@xterm/addon-fit'), 'lib'),
@@ -79,13 +80,18 @@ async function sendFile(req: FastifyRequest, reply: FastifyReply, path: string):
 export const uiRoutes: FastifyPluginAsync = async (app) => {
   const assets = await indexAssets();
   const terminalPage = join(CHECKOUT, 'web/terminal/index.html');
-  await stat(terminalPage); // a checkout without its pages fails at start, not at the first visit
+  const ingressLoginPage = join(CHECKOUT, 'web/ingress/index.html');
+  // A checkout without its pages fails at start, not at the first visit.
+  await Promise.all([stat(terminalPage), stat(ingressLoginPage)]);
 
   app.get<{ Params: { id: string } }>(
     '/ui/terminal/:id',
     { config: { public: true }, schema: { hide: true, params: idParams } },
     async (req, reply) => sendFile(req, reply.headers(PAGE_HEADERS), terminalPage),
   );
+
+  // Where the ingress sends a browser that has no session on one of its hosts: `?to=` is the URL it asked for.
+  app.get('/ui/ingress/login', { config: { public: true }, schema: { hide: true } }, async (req, reply) => sendFile(req, reply.headers(PAGE_HEADERS), ingressLoginPage));
 
   app.get<{ Params: { folder: string; file: string } }>(
     '/ui/assets/:folder/:file',
