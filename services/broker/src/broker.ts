@@ -6,7 +6,7 @@ import { Bus, topics } from '@paddock/bus';
 import { createPool, migrate } from '@paddock/db';
 import { loadServiceTls } from '@paddock/plane';
 import { SpecKey } from '@paddock/secrets';
-import type { Startup } from '@paddock/service';
+import { type Startup, waitFor } from '@paddock/service';
 import { unrecordedMetrics, type Logger, type PaddockMetrics } from '@paddock/telemetry';
 import type { BrokerConfig } from './config.js';
 import { InstanceManager } from './lifecycle/instanceManager.js';
@@ -32,10 +32,6 @@ export interface BrokerOptions {
   readonly metrics?: PaddockMetrics;
 }
 
-/** Waits for a dependency through the service's startup when there is one (health says what it waits for). */
-function waitFor<T>(startup: Startup | undefined, dependency: string, wait: (signal?: AbortSignal) => Promise<T>): Promise<T> {
-  return startup ? startup.waitFor(dependency, wait) : wait();
-}
 
 /** Until the engine answers a ping: a Docker that is (re)starting is waited for, with its reason logged once. */
 async function pingUntilUp(docker: Docker, log: Logger, signal?: AbortSignal): Promise<void> {

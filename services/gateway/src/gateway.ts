@@ -4,7 +4,7 @@ import { BlobStore } from '@paddock/blobs';
 import { Bus, type Subscription } from '@paddock/bus';
 import { createPool, migrate } from '@paddock/db';
 import { loadServiceTls, type ServiceTls } from '@paddock/plane';
-import type { Startup } from '@paddock/service';
+import { type Startup, waitFor } from '@paddock/service';
 import { unrecordedMetrics, type Logger, type Telemetry } from '@paddock/telemetry';
 import { buildApp } from './app.js';
 import type { GatewayConfig } from './config.js';
@@ -51,10 +51,6 @@ export interface GatewayOptions {
   readonly telemetry?: Pick<Telemetry, 'metrics' | 'metricsHandler'>;
 }
 
-/** Waits for a dependency through the service's startup when there is one (health says what it waits for). */
-function waitFor<T>(startup: Startup | undefined, dependency: string, wait: (signal?: AbortSignal) => Promise<T>): Promise<T> {
-  return startup ? startup.waitFor(dependency, wait) : wait();
-}
 
 export async function startGateway(config: GatewayConfig, log: Logger, opts: GatewayOptions = {}): Promise<StartedGateway> {
   if (!config.databaseUrl) throw new Error('DATABASE_URL is required');

@@ -31,7 +31,6 @@ export class DockerInstances {
   readonly #running = new Map<string, RunningInstance>();
   #stream: NodeJS.ReadableStream | undefined;
   #stopped = false;
-  #synced!: Promise<void>;
 
   constructor(
     private readonly docker: Docker,
@@ -41,8 +40,7 @@ export class DockerInstances {
 
   /** Resolves once the instances running now have been reported. */
   start(): Promise<void> {
-    this.#synced = this.#follow();
-    return this.#synced;
+    return this.#follow();
   }
 
   stop(): void {

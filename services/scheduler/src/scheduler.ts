@@ -5,7 +5,7 @@ import { createPool, migrate } from '@paddock/db';
 import { PermanentError } from '@paddock/errors';
 import { loadServiceTls } from '@paddock/plane';
 import { ExitCause, type InstanceExited } from '@paddock/proto';
-import type { Startup } from '@paddock/service';
+import { type Startup, waitFor } from '@paddock/service';
 import { injectContext, unrecordedMetrics, type Logger, type PaddockMetrics } from '@paddock/telemetry';
 import { BrokerRegistry, BrokerUnknownError, isRetryable } from './brokers.js';
 import type { SchedulerConfig } from './config.js';
@@ -43,10 +43,6 @@ export function finalOf(exit: InstanceExited): { state: 'completed' | 'failed' |
   }
 }
 
-/** Waits for a dependency through the service's startup when there is one (health says what it waits for). */
-function waitFor<T>(startup: Startup | undefined, dependency: string, wait: (signal?: AbortSignal) => Promise<T>): Promise<T> {
-  return startup ? startup.waitFor(dependency, wait) : wait();
-}
 
 export interface SchedulerOptions {
   /** The service's startup (main.ts): waits for PostgreSQL and NATS go through it, so health says what it waits for. */
