@@ -39,7 +39,7 @@ before(async () => {
   // PostgreSQL runs as its own user, which must be able to pass through to its data directory.
   await chmod(dir, 0o755);
   repo = join(dir, 'repo');
-  for (const name of ['scheduler', 'broker', 'gateway']) {
+  for (const name of ['scheduler', 'broker', 'portdetect', 'xds', 'gateway']) {
     const distDir = join(repo, 'services', name, 'dist', 'src');
     await mkdir(distDir, { recursive: true });
     await writeFile(join(distDir, 'main.js'), `process.argv[2] = ${JSON.stringify(name)};\n${SERVICE}`);
@@ -56,6 +56,12 @@ async function freePort(): Promise<number> {
   const port = (server.address() as AddressInfo).port;
   await new Promise((resolve) => server.close(resolve));
   return port;
+}
+
+/** Free ports for xds, the ingress, the bridge and the metrics, so that a Paddock running here does not collide. */
+async function sparePorts(): Promise<Record<string, string>> {
+  const names = ['PADDOCK_XDS_PORT', 'PADDOCK_INGRESS_PORT', 'PADDOCK_BRIDGE_PORT', 'PADDOCK_SCHEDULER_METRICS_PORT', 'PADDOCK_BROKER_METRICS_PORT'];
+  return Object.fromEntries(await Promise.all(names.map(async (name) => [name, String(await freePort())] as const)));
 }
 
 async function until(condition: () => boolean): Promise<void> {
@@ -81,7 +87,7 @@ test('up starts PostgreSQL, NATS and the services, restarts a crashed one, and s
   const home = join(dir, 'home');
   const [httpPort, dbPort, natsPort] = [await freePort(), await freePort(), await freePort()];
   const { ctx, out, interrupts } = testContext(
-    { PATH: process.env['PATH'], PADDOCK_HOME: home, PADDOCK_PORT: String(httpPort), PADDOCK_DB_PORT: String(dbPort), PADDOCK_NATS_PORT: String(natsPort) },
+    { PATH: process.env['PATH'], PADDOCK_HOME: home, PADDOCK_PORT: String(httpPort), PADDOCK_DB_PORT: String(dbPort), PADDOCK_NATS_PORT: String(natsPort), ...(await sparePorts()) },
     { repoRoot: repo },
   );
   const running = runCli(ctx, ['up']);
@@ -105,7 +111,7 @@ test('up starts PostgreSQL, NATS and the services, restarts a crashed one, and s
   const gatewayLog = (await readFile(join(home, 'logs', 'gateway.log'), 'utf8')).split('\n')[0] ?? '';
   const started = JSON.parse(gatewayLog) as { pid: number; databaseUrl: string; natsUrl: string; home: string };
   assert.deepEqual([started.databaseUrl, started.natsUrl, started.home], [databaseUrl, `nats://127.0.0.1:${natsPort}`, home]);
-  assert.match(out.stderr, new RegExp(`^\\[gateway\\]   \\d\\d:\\d\\d:\\d\\d INFO  started databaseUrl=postgres`, 'm'));
+  assert.match(out.stderr, new RegExp(`^\\[gateway\\] +\\d\\d:\\d\\d:\\d\\d INFO  started databaseUrl=postgres`, 'm'));
   assert.match(await readFile(join(home, 'logs', 'postgres.log'), 'utf8'), /ready to accept connections/);
 
   interrupts.emit('SIGINT');
@@ -121,7 +127,7 @@ test('up starts PostgreSQL, NATS and the services, restarts a crashed one, and s
 test('up fails clearly, and leaves nothing running, when nats-server cannot be started', async () => {
   const home = join(dir, 'home-no-nats');
   const { ctx, out } = testContext(
-    { PATH: join(dir, 'empty-path'), PADDOCK_HOME: home, PADDOCK_PORT: String(await freePort()), PADDOCK_NATS_PORT: String(await freePort()), DATABASE_URL: 'postgres://elsewhere/db' },
+    { PATH: join(dir, 'empty-path'), PADDOCK_HOME: home, PADDOCK_PORT: String(await freePort()), PADDOCK_NATS_PORT: String(await freePort()), DATABASE_URL: 'postgres://elsewhere/db', ...(await sparePorts()) },
     { repoRoot: repo },
   );
   assert.equal(await runCli(ctx, ['up']), 1);
@@ -169,7 +175,7 @@ test('up takes over from a PostgreSQL that an earlier, killed run left on its da
   assert.ok((await stillRuns(orphan)) && (await canConnect('127.0.0.1', dbPort)), 'the earlier server still runs');
 
   const { ctx, out, interrupts } = testContext(
-    { PATH: process.env['PATH'], PADDOCK_HOME: home, PADDOCK_PORT: String(httpPort), PADDOCK_DB_PORT: String(dbPort), PADDOCK_NATS_PORT: String(natsPort) },
+    { PATH: process.env['PATH'], PADDOCK_HOME: home, PADDOCK_PORT: String(httpPort), PADDOCK_DB_PORT: String(dbPort), PADDOCK_NATS_PORT: String(natsPort), ...(await sparePorts()) },
     { repoRoot: repo },
   );
   const running = runCli(ctx, ['up']);

@@ -12,7 +12,7 @@ import { waitForDatabase, type WaitForDatabaseOptions } from './waitForDatabase.
  * list never grows.
  */
 export const PUBLIC_TABLES_BEFORE_ROLES: Readonly<Record<string, readonly string[]>> = Object.freeze({
-  gateway: Object.freeze(['users', 'executions', 'secrets', 'terminal_tickets', 'idempotency_keys']),
+  gateway: Object.freeze(['users', 'executions', 'secrets', 'terminal_tickets']),
   scheduler: Object.freeze(['scheduler_jobs']),
   broker: Object.freeze(['broker_instances']),
 });

@@ -7,6 +7,9 @@ export function migrationsOf(service: string): string {
   return fileURLToPath(new URL(`../../../../services/${service}/migrations`, import.meta.url));
 }
 
+/** The last migration of each service in the release before roles: what a database to upgrade has. */
+export const LAST_MIGRATION_BEFORE_ROLES: Readonly<Record<string, string>> = { gateway: '004_retention.sql', scheduler: '002_reconcile.sql', broker: '002_access.sql' };
+
 /** The SQL files of a service's migrations folder, in the order migrate() applies them. */
 export function migrationFiles(service: string): string[] {
   return readdirSync(migrationsOf(service))

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { chmod, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { chmod, cp, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
@@ -15,7 +15,7 @@ import {
   type EmbeddedDatabase,
   type Pool,
 } from '../src/index.js';
-import { loginOutcome, migrationFiles, migrationsOf, outcomeOf, withDatabase } from './support.js';
+import { LAST_MIGRATION_BEFORE_ROLES, loginOutcome, migrationFiles, migrationsOf, outcomeOf, withDatabase } from './support.js';
 
 let dir: string;
 let db: EmbeddedDatabase;
@@ -47,10 +47,26 @@ async function migrationsFolder(name: string, files: Record<string, string>): Pr
   return folder;
 }
 
+/** A folder with the service's migrations as they were in the release before roles. */
+async function migrationsBeforeRoles(service: string): Promise<string> {
+  const folder = join(dir, 'before-roles', service);
+  await mkdir(folder, { recursive: true });
+  for (const file of migrationFiles(service).filter((f) => f <= LAST_MIGRATION_BEFORE_ROLES[service]!)) await cp(join(migrationsOf(service), file), join(folder, file));
+  return folder;
+}
+
+/** The migrations a service adds after the upgrade: the ones that came with or after roles. */
+function migrationsSinceRoles(service: string): string[] {
+  return migrationFiles(service).filter((f) => f > LAST_MIGRATION_BEFORE_ROLES[service]!);
+}
+
 test('a database from before roles: each service\'s tables move into its schema with their data, indexes and sequences, its migrations are not applied again, and the shared ledger goes', { timeout: 120_000 }, async () => {
   const admin = pool(db.url);
   // The old layout: every service migrated as the one superuser, into public, with one shared ledger.
-  for (const service of ['gateway', 'scheduler', 'broker']) assert.deepEqual(await migrate(admin, service, migrationsOf(service)), migrationFiles(service));
+  for (const service of ['gateway', 'scheduler', 'broker']) {
+    const folder = await migrationsBeforeRoles(service);
+    assert.deepEqual(await migrate(admin, service, folder), migrationFiles(service).filter((f) => f <= LAST_MIGRATION_BEFORE_ROLES[service]!));
+  }
   // A service whose table has a serial column: its sequence must move and change hands with it.
   const billingMigrations = await migrationsFolder('billing', { '001_usage.sql': 'CREATE TABLE billing_usage (id BIGSERIAL PRIMARY KEY, cost_micros BIGINT NOT NULL);' });
   await migrate(admin, 'billing', billingMigrations);
@@ -68,7 +84,7 @@ test('a database from before roles: each service\'s tables move into its schema 
   for (const moved of ['public.users into schema gateway', 'public.executions into schema gateway', 'public.terminal_tickets into schema gateway', 'public.scheduler_jobs into schema scheduler', 'public.broker_instances into schema broker', 'public.billing_usage into schema billing']) {
     assert.ok(setup.changes.includes(`moved table ${moved}`), setup.changes.join('\n'));
   }
-  assert.ok(setup.changes.includes(`moved ${migrationFiles('gateway').length} migration record(s) of gateway from public.paddock_migrations to gateway.paddock_migrations`), setup.changes.join('\n'));
+  assert.ok(setup.changes.includes(`moved ${migrationFiles('gateway').filter((f) => f <= LAST_MIGRATION_BEFORE_ROLES['gateway']!).length} migration record(s) of gateway from public.paddock_migrations to gateway.paddock_migrations`), setup.changes.join('\n'));
   assert.ok(setup.changes.includes('dropped the emptied public.paddock_migrations'), setup.changes.join('\n'));
   assert.deepEqual((await admin.query("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")).rows, [], 'nothing is left in public');
 
@@ -77,10 +93,11 @@ test('a database from before roles: each service\'s tables move into its schema 
   const scheduler = as('scheduler');
   const broker = as('broker');
   const billing = as('billing');
-  // Each service starts as it does every time: its migrations are all recorded in its own ledger.
-  assert.deepEqual(await migrate(gateway, 'gateway', migrationsOf('gateway')), []);
-  assert.deepEqual(await migrate(scheduler, 'scheduler', migrationsOf('scheduler')), []);
-  assert.deepEqual(await migrate(broker, 'broker', migrationsOf('broker')), []);
+  // Each service starts as it does every time: what it had is recorded in its own ledger, and only the
+  // migrations that came since are applied, in its schema.
+  assert.deepEqual(await migrate(gateway, 'gateway', migrationsOf('gateway')), migrationsSinceRoles('gateway'));
+  assert.deepEqual(await migrate(scheduler, 'scheduler', migrationsOf('scheduler')), migrationsSinceRoles('scheduler'));
+  assert.deepEqual(await migrate(broker, 'broker', migrationsOf('broker')), migrationsSinceRoles('broker'));
   assert.deepEqual(await migrate(billing, 'billing', billingMigrations), []);
 
   assert.deepEqual((await gateway.query('SELECT u.name, e.state, t.ticket_hash FROM users u JOIN executions e ON e.owner_id = u.id JOIN terminal_tickets t ON t.execution_id = e.id')).rows, [
