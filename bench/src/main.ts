@@ -20,6 +20,9 @@ Options:
                      (default: the broker's own default, max(8, 8 x CPUs) = ${Math.max(8, 8 * cpus().length)} here)
   --poll-ms N        state polling interval for cold_completed (default 10)
   --idle-instances N idle instances portdetect watches while its CPU is read (default 200)
+  --xds-instances N  instances (3 open ports each) in the control plane's state for xds_push_ack
+                     (default 1000)
+  --download-mb N    size of the file ingress_throughput and relay_throughput download (default 50)
   --image IMAGE      image of every container (default paddock/base:latest)
   --out DIR          where to write (default bench/results)
   -h, --help         this text
@@ -54,6 +57,8 @@ function parse(argv: string[]): { options: BenchOptions; out: string } | 'help' 
       capacity: { type: 'string' },
       'poll-ms': { type: 'string' },
       'idle-instances': { type: 'string' },
+      'xds-instances': { type: 'string' },
+      'download-mb': { type: 'string' },
       image: { type: 'string' },
       out: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
@@ -67,6 +72,8 @@ function parse(argv: string[]): { options: BenchOptions; out: string } | 'help' 
     capacity: positiveInt('capacity', values.capacity, Math.max(8, 8 * cpus().length)),
     pollMs: positiveInt('poll-ms', values['poll-ms'], 10),
     idleInstances: positiveInt('idle-instances', values['idle-instances'], 200),
+    xdsInstances: positiveInt('xds-instances', values['xds-instances'], 1000),
+    downloadMb: positiveInt('download-mb', values['download-mb'], 50),
     image: values.image ?? 'paddock/base:latest',
   });
   return { options, out: resolve(values.out ?? RESULTS) };

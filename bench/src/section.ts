@@ -27,6 +27,10 @@ export interface BenchOptions {
   readonly pollMs: number;
   /** Idle instances portdetect watches while its CPU is read. */
   readonly idleInstances: number;
+  /** Instances (of 3 open ports each) in the control plane's state while xds_push_ack is measured. */
+  readonly xdsInstances: number;
+  /** Size of the file ingress_throughput and relay_throughput download, in MB (10^6 bytes). */
+  readonly downloadMb: number;
   readonly image: string;
 }
 

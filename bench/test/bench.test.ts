@@ -15,10 +15,12 @@ const BURST = 10;
 /** The terminal section types 5 keys per --n and runs its throughput command --n times (at most 5). */
 const KEYS = 5 * N;
 const FLOODS = Math.min(N, 5);
+/** The ingress section makes 5 small GETs per --n and path. */
+const GETS = 5 * N;
 
 /**
  * Every figure and how many samples it has at --n 2 (a burst figure has one per round, an echo figure one
- * per keystroke).
+ * per keystroke, a latency figure of the ingress one per GET).
  */
 const EXPECTED: Record<string, { n: number; unit: string; baseline?: string }> = {
   raw_cold: { n: N, unit: 'ms' },
@@ -36,6 +38,12 @@ const EXPECTED: Record<string, { n: number; unit: string; baseline?: string }> =
   port_detected: { n: N, unit: 'ms' },
   port_routed: { n: N, unit: 'ms' },
   portdetect_idle_cpu: { n: 3, unit: '%' },
+  relay_latency: { n: GETS, unit: 'ms' },
+  ingress_latency: { n: GETS, unit: 'ms', baseline: 'relay_latency' },
+  relay_throughput: { n: N, unit: 'MB/s' },
+  ingress_throughput: { n: N, unit: 'MB/s', baseline: 'relay_throughput' },
+  xds_push_ack: { n: N, unit: 'ms' },
+  xds_route_config_mb: { n: N, unit: 'MB' },
   raw_burst: { n: 1, unit: 'ms' },
   raw_burst_jobs_per_s: { n: 1, unit: 'jobs/s' },
   burst: { n: 1, unit: 'ms', baseline: 'raw_burst' },
@@ -58,12 +66,15 @@ function run(args: string[]): Promise<{ code: number | null; stderr: string }> {
 test(`the bench at --n ${N} --burst ${BURST} writes every figure, with baselines and ratios`, async () => {
   const out = await mkdtemp(join(tmpdir(), 'paddock-bench-'));
   try {
-    const { code, stderr } = await run(['--n', String(N), '--burst', String(BURST), '--burst-rounds', '1', '--idle-instances', '10', '--out', out]);
+    const { code, stderr } = await run(['--n', String(N), '--burst', String(BURST), '--burst-rounds', '1', '--idle-instances', '10', '--download-mb', '5', '--out', out]);
     assert.equal(code, 0, stderr);
     assert.match(stderr, new RegExp(`raw_cold, raw_cold_completed ${N}/${N}:`), 'progress says which figure and i/n');
     assert.match(stderr, /burst 1\/1: 10 jobs in/);
     assert.match(stderr, new RegExp(`terminal_echo ${KEYS}/${KEYS}: [0-9.]+ ms`));
     assert.match(stderr, new RegExp(`terminal_throughput ${FLOODS}/${FLOODS}: [0-9.]+ MB/s`));
+    assert.match(stderr, new RegExp(`relay_latency/ingress_latency ${GETS}/${GETS}: relay [0-9.]+ ms, ingress [0-9.]+ ms`));
+    assert.match(stderr, /ingress: 1 tunnel\(s\) and 1 ingress connection\(s\) carried every GET/, 'one keep-alive connection per path');
+    assert.match(stderr, new RegExp(`xds_push_ack ${N}/${N}: [0-9.]+ ms \\(route configuration [0-9.]+ MB\\)`));
 
     const report = JSON.parse(await readFile(join(out, 'latest.json'), 'utf8')) as Report;
     const { machine } = report;

@@ -18,14 +18,32 @@ const CREATE_CONCURRENCY = 8;
 /** Clock ticks per second of /proc/<pid>/stat's utime and stime (USER_HZ, 100 on Linux). */
 const USER_HZ = 100;
 
+/** The bytes of a file `startServer` serves: a known text repeated, so that a client can check what it got. */
+export function servedFile(bytes: number): Buffer {
+  const unit = Buffer.from('paddock-bench\n');
+  return Buffer.alloc(bytes, unit);
+}
+
 /**
  * A Python HTTP server on `port` inside the instance, started through the engine (as a user's process
  * would start it): prints the epoch time right after listen(), so the figures start at the real listen().
+ * It speaks HTTP/1.1 (keep-alive, Content-Length on every file, TCP_NODELAY), quietly, from a folder of its own holding
+ * `files` (name -> size in bytes, contents as `servedFile` makes them).
  */
-async function startServer(docker: Docker, containerId: string, port: number): Promise<number> {
+export async function startServer(docker: Docker, containerId: string, port: number, files: Readonly<Record<string, number>> = {}): Promise<number> {
+  for (const name of Object.keys(files)) if (!/^[a-z0-9][a-z0-9._-]*$/.test(name)) throw new Error(`"${name}" is not a plain file name`);
+  const root = `/tmp/serve-${port}`;
   const script = [
-    'import http.server, sys, time',
-    `s = http.server.ThreadingHTTPServer(("0.0.0.0", ${port}), http.server.SimpleHTTPRequestHandler)`,
+    'import functools, http.server, os, sys, time',
+    `os.makedirs(${JSON.stringify(root)}, exist_ok=True)`,
+    ...Object.entries(files).map(([name, bytes]) => `open(${JSON.stringify(`${root}/${name}`)}, "wb").write((b"paddock-bench\\n" * (${bytes} // 14 + 1))[:${bytes}])`),
+    'class Handler(http.server.SimpleHTTPRequestHandler):',
+    '    protocol_version = "HTTP/1.1"',
+    // Headers and body are two writes: with Nagle's algorithm the body waits for the delayed ACK of the
+    // headers (40 ms on Linux) on a kept-alive connection. Servers people run (Node, uvicorn, Go) set it.
+    '    disable_nagle_algorithm = True',
+    '    def log_message(self, *args): pass',
+    `s = http.server.ThreadingHTTPServer(("0.0.0.0", ${port}), functools.partial(Handler, directory=${JSON.stringify(root)}))`,
     `open("/tmp/listened-${port}", "w").write(repr(time.time()))`,
     's.serve_forever()',
   ].join('\n');
@@ -68,7 +86,7 @@ function openedEvent(nc: NatsConnection, id: string, port: number): Promise<numb
 }
 
 /** The status of one GET through the gateway's ingress, by Host, as the owner. */
-function getThroughIngress(ingressPort: number, host: string, token: string): Promise<number> {
+export function getThroughIngress(ingressPort: number, host: string, token: string): Promise<number> {
   return new Promise((resolve, reject) => {
     const req = request({ host: '127.0.0.1', port: ingressPort, path: '/', headers: { host, authorization: `Bearer ${token}` } }, (res) => {
       res.resume();
@@ -80,7 +98,7 @@ function getThroughIngress(ingressPort: number, host: string, token: string): Pr
 }
 
 /** Epoch ms of the first 200 through the ingress, polling every 5 ms. */
-async function firstOk(ctx: BenchContext, host: string): Promise<number> {
+export async function firstOk(ctx: BenchContext, host: string): Promise<number> {
   const deadline = Date.now() + WAIT_MS;
   for (;;) {
     const status = await getThroughIngress(ctx.paddock.ingressPort, host, ctx.paddock.admin.token).catch(() => 0);
@@ -90,7 +108,7 @@ async function firstOk(ctx: BenchContext, host: string): Promise<number> {
   }
 }
 
-async function containerOf(docker: Docker, executionId: string): Promise<string> {
+export async function containerOf(docker: Docker, executionId: string): Promise<string> {
   const [container] = await docker.listContainers({ filters: { label: [`io.paddock.execution-id=${executionId}`] } });
   if (!container) throw new Error(`no running container of execution ${executionId}`);
   return container.Id;

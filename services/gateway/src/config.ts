@@ -51,6 +51,12 @@ export interface GatewayConfig extends CommonConfig {
   readonly tls: TlsFiles;
   /** The embedded ingress: `{id}-{port}.{baseDomain}` reaches port `port` of instance `id` (src/ingress/). */
   readonly ingress: IngressConfig;
+  /**
+   * Set when PADDOCK_XDS_URL is (the ingress's control plane): brokers are dialled through it as
+   * `xds:///paddock-broker.<broker-id>`. Unset, at the address each broker's heartbeat announces, so that a
+   * gateway run without services/xds still reaches instances.
+   */
+  readonly brokerXdsAddress: string | undefined;
   /** The WS-TCP bridge (src/ports/bridge.ts): the tunnel route on a listener of its own; port 0: none. */
   readonly bridge: { readonly host: string; readonly port: number };
 }
@@ -88,6 +94,7 @@ export function gatewayConfig(env: Env): GatewayConfig {
   const common = commonConfig(env);
   const defaultRuntime = read.string('PADDOCK_DEFAULT_RUNTIME', 'task');
   if (!findRuntime(defaultRuntime)) throw new ConfigError('PADDOCK_DEFAULT_RUNTIME', `must be one of ${RUNTIME_NAMES.join(', ')}, got "${defaultRuntime}"`);
+  const ingress = ingressConfig(read, common.home);
   const config: GatewayConfig = {
     ...common,
     host: read.string('PADDOCK_HOST', '127.0.0.1'),
@@ -117,7 +124,8 @@ export function gatewayConfig(env: Env): GatewayConfig {
     }),
     bus: busSettingsFromEnv(env),
     tls: tlsFilesFromEnv(env, 'gateway'),
-    ingress: ingressConfig(read, common.home),
+    ingress,
+    brokerXdsAddress: read.optional('PADDOCK_XDS_URL') === undefined ? undefined : ingress.xdsAddress,
     bridge: Object.freeze({ host: read.string('PADDOCK_BRIDGE_HOST', '127.0.0.1'), port: read.int('PADDOCK_BRIDGE_PORT', 8082, { max: 65_535 }) }),
   };
   const ports: [string, number][] = [

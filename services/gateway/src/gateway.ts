@@ -92,7 +92,8 @@ async function serveOn(
   cleaner.start();
   const health = new HealthWatch(pool, bus);
   health.start();
-  const brokers = new BrokerDirectory(bus, tls);
+  // Through the control plane when PADDOCK_XDS_URL names one: main.ts has registered the xds: resolver for it.
+  const brokers = new BrokerDirectory(bus, tls, { viaXds: config.brokerXdsAddress !== undefined });
   brokers.start();
   const tickets = new TicketStore(pool, config.terminalTicketTtlMs);
   const subs: Subscription[] = [await projectStates(bus, store)];

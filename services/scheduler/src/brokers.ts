@@ -1,7 +1,8 @@
-import { Metadata, status, type ChannelCredentials, type ServiceError } from '@grpc/grpc-js';
+import { connectivityState, Metadata, status, type ChannelCredentials, type ServiceError } from '@grpc/grpc-js';
 import { channelCredentials, channelOptions, type ServiceTls } from '@paddock/plane';
 import { BrokerClient, type BrokerHeartbeat, type CancelReply, type LaunchReply, type LaunchRequest } from '@paddock/proto';
 import { injectContext } from '@paddock/telemetry';
+import { brokerService } from '@paddock/xds';
 import type { Context } from '@opentelemetry/api';
 
 /** One heartbeat as received: what the broker held, on this process's clock. */
@@ -36,6 +37,25 @@ export class BrokerUnknownError extends Error {
   }
 }
 
+/**
+ * The broker's channel neither connected nor failed in time: its address is not known yet (the control
+ * plane has not heard of the broker, or cannot be reached) or does not answer. Retried like UNAVAILABLE.
+ */
+export class BrokerUnreachableError extends Error {
+  readonly code = status.UNAVAILABLE;
+  readonly details: string;
+
+  constructor(
+    readonly brokerId: string,
+    readonly target: string,
+    readonly waitedMs: number,
+  ) {
+    super(`broker ${brokerId} (${target}) could not be reached within ${waitedMs} ms`);
+    this.name = 'BrokerUnreachableError';
+    this.details = this.message;
+  }
+}
+
 /** Errors after which the same launch may succeed later. */
 export function isRetryable(err: unknown): boolean {
   const code = (err as ServiceError)?.code;
@@ -52,20 +72,59 @@ function metadata(ctx?: Context): Metadata {
 const SIGHTINGS_KEPT = 30;
 
 /**
+ * Resolves once the client's channel has connected, or has failed (a call then fails at once with
+ * UNAVAILABLE); rejects with BrokerUnreachableError if it is still looking after `withinMs`. Without it, a
+ * call waits for an address for as long as its own deadline, twenty minutes for an agent's launch.
+ */
+function settled(client: BrokerClient, brokerId: string, target: string, withinMs: number): Promise<void> {
+  const channel = client.getChannel();
+  const deadline = Date.now() + withinMs;
+  return new Promise((resolve, reject) => {
+    const check = (): void => {
+      const state = channel.getConnectivityState(true);
+      if (state === connectivityState.READY || state === connectivityState.TRANSIENT_FAILURE || state === connectivityState.SHUTDOWN) return resolve();
+      channel.watchConnectivityState(state, deadline, (err) => (err ? reject(new BrokerUnreachableError(brokerId, target, withinMs)) : check()));
+    };
+    check();
+  });
+}
+
+export interface BrokerRegistryOptions {
+  /** A broker silent this long is no longer offered work. */
+  readonly freshForMs?: number;
+  /**
+   * Dial each broker as `xds:///paddock-broker.<broker-id>`, through the control plane (services/xds), which
+   * follows the broker wherever its heartbeat says it is; the xds: resolver must be registered in this
+   * process (main.ts). Otherwise each broker is dialled at the address its latest heartbeat announces.
+   */
+  readonly viaXds?: boolean;
+  /** How long a call waits for the broker's channel to connect (or fail) before it counts as unreachable. */
+  readonly connectWithinMs?: number;
+}
+
+/**
  * The brokers that announced themselves by heartbeat, what each holds, and a gRPC client for each: over
  * mutual TLS, as the scheduler (its certificate), to a server that must show the broker's certificate.
+ * Heartbeats say which brokers exist and what room they have, whichever way they are dialled.
  */
 export class BrokerRegistry {
   private readonly brokers = new Map<string, KnownBroker>();
-  private readonly clients = new Map<string, BrokerClient>();
+  private readonly clients = new Map<string, { target: string; client: BrokerClient }>();
   /** Made once: each set of credentials builds its own TLS context. */
   private readonly credentials: ChannelCredentials;
+  readonly freshForMs: number;
+  private readonly viaXds: boolean;
+  private readonly connectWithinMs: number;
 
-  constructor(
-    tls: ServiceTls,
-    readonly freshForMs = 5_000,
-  ) {
+  constructor(tls: ServiceTls, options: BrokerRegistryOptions = {}) {
+    // Through xDS the same credentials apply: a cluster without a transport socket of its own (what
+    // services/xds serves) is dialled with the channel's.
     this.credentials = channelCredentials(tls, 'broker');
+    this.freshForMs = options.freshForMs ?? 5_000;
+    this.viaXds = options.viaXds ?? false;
+    // Longer than grpc-js-xds's 15 s wait for a resource it has never seen, so that a broker the control
+    // plane learns of late (it hears the same heartbeats, after its debounce) is reached, not given up on.
+    this.connectWithinMs = options.connectWithinMs ?? 20_000;
   }
 
   seen(hb: BrokerHeartbeat, nowMs = Date.now()): HeartbeatNews {
@@ -93,32 +152,42 @@ export class BrokerRegistry {
     return this.brokers.get(brokerId)?.seenAtMs;
   }
 
-  private client(brokerId: string): BrokerClient {
+  /** Where calls to the broker go: its xDS name, or the address of its latest heartbeat. */
+  target(brokerId: string): string {
     const b = this.brokers.get(brokerId);
     if (!b) throw new BrokerUnknownError(brokerId);
-    const key = `${brokerId}@${b.heartbeat.grpcAddress}`;
-    let c = this.clients.get(key);
-    if (!c) {
-      c = new BrokerClient(b.heartbeat.grpcAddress, this.credentials, channelOptions('broker'));
-      this.clients.set(key, c);
-    }
-    return c;
+    return this.viaXds ? `xds:///${brokerService(brokerId)}` : b.heartbeat.grpcAddress;
   }
 
-  launch(brokerId: string, req: LaunchRequest, ctx: Context | undefined, timeoutMs = 60_000): Promise<LaunchReply> {
+  /** A connected (or failed) client of the broker: one per broker, made again when its address changes. */
+  private async client(brokerId: string): Promise<BrokerClient> {
+    const target = this.target(brokerId);
+    let c = this.clients.get(brokerId);
+    if (c?.target !== target) {
+      c?.client.close();
+      c = { target, client: new BrokerClient(target, this.credentials, channelOptions('broker')) };
+      this.clients.set(brokerId, c);
+    }
+    await settled(c.client, brokerId, target, this.connectWithinMs);
+    return c.client;
+  }
+
+  async launch(brokerId: string, req: LaunchRequest, ctx: Context | undefined, timeoutMs = 60_000): Promise<LaunchReply> {
+    const client = await this.client(brokerId);
     return new Promise((resolve, reject) =>
-      this.client(brokerId).launch(req, metadata(ctx), { deadline: Date.now() + timeoutMs }, (err, res) => (err ? reject(err) : resolve(res))),
+      client.launch(req, metadata(ctx), { deadline: Date.now() + timeoutMs }, (err, res) => (err ? reject(err) : resolve(res))),
     );
   }
 
-  cancel(brokerId: string, executionId: string, graceMs: number, ctx?: Context): Promise<CancelReply> {
+  async cancel(brokerId: string, executionId: string, graceMs: number, ctx?: Context): Promise<CancelReply> {
+    const client = await this.client(brokerId);
     return new Promise((resolve, reject) =>
-      this.client(brokerId).cancel({ executionId, graceMs }, metadata(ctx), { deadline: Date.now() + 10_000 }, (err, res) => (err ? reject(err) : resolve(res))),
+      client.cancel({ executionId, graceMs }, metadata(ctx), { deadline: Date.now() + 10_000 }, (err, res) => (err ? reject(err) : resolve(res))),
     );
   }
 
   close(): void {
-    for (const c of this.clients.values()) c.close();
+    for (const { client } of this.clients.values()) client.close();
     this.clients.clear();
   }
 }

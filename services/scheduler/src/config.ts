@@ -30,6 +30,24 @@ export interface SchedulerConfig extends CommonConfig {
   readonly metricsPort: number;
   /** The scheduler's certificate and key for calling brokers, and the plane's CA their certificates must come from. */
   readonly tls: TlsFiles;
+  /**
+   * The control plane (services/xds, `host:port`, plain text on loopback) through which brokers are dialled
+   * as `xds:///paddock-broker.<broker-id>`; undefined (no PADDOCK_XDS_URL): each broker at the address its
+   * heartbeat announces.
+   */
+  readonly xdsAddress: string | undefined;
+}
+
+/** `host:port` as grpc-js dials it; a grpc:// or http:// prefix (plain text either way) is taken too, as the gateway takes it. */
+function xdsAddressOf(read: EnvReader): string | undefined {
+  const url = read.optional('PADDOCK_XDS_URL');
+  if (url === undefined) return undefined;
+  const address = url.replace(/^(grpc|http):\/\//, '').replace(/\/$/, '');
+  const port = Number(address.slice(address.lastIndexOf(':') + 1));
+  if (!/^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/.test(address) || port < 1 || port > 65_535) {
+    throw new ConfigError('PADDOCK_XDS_URL', `expected the control plane's host:port (such as 127.0.0.1:18000), got "${url}"`);
+  }
+  return address;
 }
 
 export function schedulerConfig(env: Env): SchedulerConfig {
@@ -59,5 +77,6 @@ export function schedulerConfig(env: Env): SchedulerConfig {
     bus: busSettingsFromEnv(env),
     metricsPort: read.int('PADDOCK_METRICS_PORT', 0, { min: 0, max: 65_535 }),
     tls: tlsFilesFromEnv(env, 'scheduler'),
+    xdsAddress: xdsAddressOf(read),
   });
 }

@@ -75,7 +75,8 @@ export async function startScheduler(config: SchedulerConfig, log: Logger, opts:
   const bus = await waitFor(startup, 'NATS', () => Bus.connect({ ...config.bus, url: config.natsUrl, name: 'paddock-scheduler', log, observer: metrics }));
   const clock = ConnectionClock.of(bus.nc);
   const store = new JobStore(pool);
-  const brokers = new BrokerRegistry(tls);
+  // Through the control plane when there is one: main.ts has registered the xds: resolver for it.
+  const brokers = new BrokerRegistry(tls, { viaXds: config.xdsAddress !== undefined });
 
   /**
    * Tells the broker to stop and remove an execution's instance. Errors that can pass are thrown (a caller

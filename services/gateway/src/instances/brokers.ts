@@ -1,12 +1,42 @@
-import { Metadata, status, type ChannelCredentials, type ClientReadableStream, type ServiceError } from '@grpc/grpc-js';
+import { connectivityState, Metadata, status, type ChannelCredentials, type ClientReadableStream, type ServiceError } from '@grpc/grpc-js';
 import type { Duplex } from 'node:stream';
 import { topics, type Bus, type Subscription } from '@paddock/bus';
 import { PaddockError, UnavailableError } from '@paddock/errors';
 import { channelCredentials, channelOptions, type ServiceTls } from '@paddock/plane';
 import { BrokerClient, type AccessReply, type ExecOutput, type ExecRequest } from '@paddock/proto';
+import { brokerService } from '@paddock/xds';
 import { RelayStream } from './relayStream.js';
 
 const STALE_MS = 10_000;
+
+export interface BrokerDirectoryOptions {
+  /**
+   * Dial each broker as `xds:///paddock-broker.<broker-id>`, through the control plane (services/xds), which
+   * follows the broker wherever its heartbeat says it is; the xds: resolver must be registered in this
+   * process (main.ts). Otherwise each broker is dialled at the address its latest heartbeat announces.
+   */
+  readonly viaXds?: boolean;
+  /** How long a call waits for the broker's channel to connect (or fail) before the broker counts as not answering. */
+  readonly connectWithinMs?: number;
+}
+
+/**
+ * Resolves once the client's channel has connected, or has failed (a call then fails at once with
+ * UNAVAILABLE); false if it is still looking after `withinMs`. Without it, a stream (exec, relay: no
+ * deadline) to a broker whose address is not known yet would wait for one for as long as the caller does.
+ */
+function settled(client: BrokerClient, withinMs: number): Promise<boolean> {
+  const channel = client.getChannel();
+  const deadline = Date.now() + withinMs;
+  return new Promise((resolve) => {
+    const check = (): void => {
+      const state = channel.getConnectivityState(true);
+      if (state === connectivityState.READY || state === connectivityState.TRANSIENT_FAILURE || state === connectivityState.SHUTDOWN) return resolve(true);
+      channel.watchConnectivityState(state, deadline, (err) => (err ? resolve(false) : check()));
+    };
+    check();
+  });
+}
 
 /** The instance is not running (any more), or runs nothing to connect to. */
 export class InstanceUnavailableError extends PaddockError {
@@ -18,20 +48,29 @@ export class InstanceUnavailableError extends PaddockError {
 /**
  * The brokers, found by their heartbeats, and a gRPC client to each: how the gateway reaches a running
  * instance (its SSH details, a command run in it). Over mutual TLS, as the gateway (its certificate), to a
- * server that must show the broker's certificate.
+ * server that must show the broker's certificate. Heartbeats say which brokers are alive whichever way
+ * they are dialled.
  */
 export class BrokerDirectory {
   readonly #addresses = new Map<string, { address: string; seenMs: number }>();
-  readonly #clients = new Map<string, { address: string; client: BrokerClient }>();
+  readonly #clients = new Map<string, { target: string; client: BrokerClient }>();
   /** Made once: each set of credentials builds its own TLS context. */
   readonly #credentials: ChannelCredentials;
+  readonly #viaXds: boolean;
+  readonly #connectWithinMs: number;
   #subscription: Subscription | undefined;
 
   constructor(
     private readonly bus: Bus,
     tls: ServiceTls,
+    options: BrokerDirectoryOptions = {},
   ) {
+    // Through xDS the same credentials apply: a cluster without a transport socket of its own (what
+    // services/xds serves) is dialled with the channel's.
     this.#credentials = channelCredentials(tls, 'broker');
+    this.#viaXds = options.viaXds ?? false;
+    // As long as an Access call may take: a person waits on the other end.
+    this.#connectWithinMs = options.connectWithinMs ?? 10_000;
   }
 
   start(): void {
@@ -86,12 +125,19 @@ export class BrokerDirectory {
       seen = this.#addresses.get(brokerId);
     }
     if (!seen || Date.now() - seen.seenMs > STALE_MS) throw new UnavailableError(`broker ${brokerId} is not answering`);
-    const cached = this.#clients.get(brokerId);
-    if (cached && cached.address === seen.address) return cached.client;
-    cached?.client.close();
-    const client = new BrokerClient(seen.address, this.#credentials, channelOptions('broker'));
-    this.#clients.set(brokerId, { address: seen.address, client });
-    return client;
+    // Through the control plane, the name stays and the channel follows the broker when it moves.
+    const target = this.#viaXds ? `xds:///${brokerService(brokerId)}` : seen.address;
+    let cached = this.#clients.get(brokerId);
+    if (cached?.target !== target) {
+      cached?.client.close();
+      cached = { target, client: new BrokerClient(target, this.#credentials, channelOptions('broker')) };
+      this.#clients.set(brokerId, cached);
+    }
+    if (!(await settled(cached.client, this.#connectWithinMs))) {
+      const through = this.#viaXds ? `${target} has no reachable address yet (is the control plane, services/xds, up?)` : `${target} does not answer`;
+      throw new UnavailableError(`broker ${brokerId} could not be reached within ${this.#connectWithinMs} ms: ${through}`);
+    }
+    return cached.client;
   }
 }
 

@@ -10,7 +10,9 @@ export interface GrpcBootstrapOptions {
 /**
  * The bootstrap a @grpc/grpc-js-xds client needs to find brokers as `xds:///paddock-broker`: as JSON, for
  * GRPC_XDS_BOOTSTRAP_CONFIG (or a file named by GRPC_XDS_BOOTSTRAP). Plaintext to a loopback control plane
- * (README, "Security").
+ * (README, "Security"). grpc-js-xds reads it once per process, when the first xds: channel resolves, so a
+ * service's main.ts sets it before registering the resolver (README, "How the scheduler and the gateway
+ * consume it").
  */
 export function grpcClientBootstrap(options: GrpcBootstrapOptions): string {
   return JSON.stringify({
