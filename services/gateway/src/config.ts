@@ -52,9 +52,10 @@ export interface GatewayConfig extends CommonConfig {
   /** The embedded ingress: `{id}-{port}.{baseDomain}` reaches port `port` of instance `id` (src/ingress/). */
   readonly ingress: IngressConfig;
   /**
-   * Set when PADDOCK_XDS_URL is (the ingress's control plane): brokers are dialled through it as
-   * `xds:///paddock-broker.<broker-id>`. Unset, at the address each broker's heartbeat announces, so that a
-   * gateway run without services/xds still reaches instances.
+   * Set when PADDOCK_BROKERS_VIA_XDS is on (with PADDOCK_XDS_URL, the ingress's control plane): brokers are
+   * dialled through it as `xds:///paddock-broker.<broker-id>`. Unset (the default), at the address each
+   * broker's heartbeat announces: off by default until a broker that was silent is reached again as fast
+   * through xDS as directly.
    */
   readonly brokerXdsAddress: string | undefined;
   /** The WS-TCP bridge (src/ports/bridge.ts): the tunnel route on a listener of its own; port 0: none. */
@@ -125,7 +126,7 @@ export function gatewayConfig(env: Env): GatewayConfig {
     bus: busSettingsFromEnv(env),
     tls: tlsFilesFromEnv(env, 'gateway'),
     ingress,
-    brokerXdsAddress: read.optional('PADDOCK_XDS_URL') === undefined ? undefined : ingress.xdsAddress,
+    brokerXdsAddress: read.bool('PADDOCK_BROKERS_VIA_XDS', false) && read.optional('PADDOCK_XDS_URL') !== undefined ? ingress.xdsAddress : undefined,
     bridge: Object.freeze({ host: read.string('PADDOCK_BRIDGE_HOST', '127.0.0.1'), port: read.int('PADDOCK_BRIDGE_PORT', 8082, { max: 65_535 }) }),
   };
   const ports: [string, number][] = [

@@ -112,9 +112,10 @@ after(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-test('PADDOCK_XDS_URL, when set, is where the gateway finds brokers; unset, it dials their heartbeat addresses', () => {
+test('with PADDOCK_BROKERS_VIA_XDS and PADDOCK_XDS_URL the gateway finds brokers through xDS; otherwise it dials their heartbeat addresses', () => {
   const home = { PADDOCK_HOME: dir };
-  assert.equal(gatewayConfig({ ...home, PADDOCK_XDS_URL: 'grpc://127.0.0.1:18001' }).brokerXdsAddress, '127.0.0.1:18001');
+  assert.equal(gatewayConfig({ ...home, PADDOCK_XDS_URL: 'grpc://127.0.0.1:18001', PADDOCK_BROKERS_VIA_XDS: 'true' }).brokerXdsAddress, '127.0.0.1:18001');
+  assert.equal(gatewayConfig({ ...home, PADDOCK_XDS_URL: 'grpc://127.0.0.1:18001' }).brokerXdsAddress, undefined, 'off unless asked for');
   assert.equal(gatewayConfig(home).brokerXdsAddress, undefined);
   assert.equal(gatewayConfig(home).ingress.xdsAddress, '127.0.0.1:18000', 'the ingress keeps its default');
 });

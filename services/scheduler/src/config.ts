@@ -32,10 +32,17 @@ export interface SchedulerConfig extends CommonConfig {
   readonly tls: TlsFiles;
   /**
    * The control plane (services/xds, `host:port`, plain text on loopback) through which brokers are dialled
-   * as `xds:///paddock-broker.<broker-id>`; undefined (no PADDOCK_XDS_URL): each broker at the address its
-   * heartbeat announces.
+   * as `xds:///paddock-broker.<broker-id>` when PADDOCK_BROKERS_VIA_XDS is on; undefined (the default): each
+   * broker at the address its heartbeat announces. Off by default until a broker that was silent is
+   * reached again as fast through xDS as directly (a channel whose endpoints went away backs off).
    */
   readonly xdsAddress: string | undefined;
+}
+
+function requiredXdsAddress(read: EnvReader): string {
+  const address = xdsAddressOf(read);
+  if (address === undefined) throw new ConfigError('PADDOCK_BROKERS_VIA_XDS', 'needs PADDOCK_XDS_URL, the control plane to find brokers through');
+  return address;
 }
 
 /** `host:port` as grpc-js dials it; a grpc:// or http:// prefix (plain text either way) is taken too, as the gateway takes it. */
@@ -77,6 +84,6 @@ export function schedulerConfig(env: Env): SchedulerConfig {
     bus: busSettingsFromEnv(env),
     metricsPort: read.int('PADDOCK_METRICS_PORT', 0, { min: 0, max: 65_535 }),
     tls: tlsFilesFromEnv(env, 'scheduler'),
-    xdsAddress: xdsAddressOf(read),
+    xdsAddress: read.bool('PADDOCK_BROKERS_VIA_XDS', false) ? requiredXdsAddress(read) : undefined,
   });
 }

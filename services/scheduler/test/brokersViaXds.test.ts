@@ -166,7 +166,7 @@ test('the scheduler launches on a broker the control plane hears of late, and ca
   let scheduler: Awaited<ReturnType<typeof startScheduler>> | undefined;
   try {
     db = await startEmbeddedPostgres({ dir: join(dir, 'pg'), port: await freePort() });
-    const config = schedulerConfig({ DATABASE_URL: db.url, NATS_URL: nats.url, PADDOCK_HOME: dir, PADDOCK_XDS_URL: `127.0.0.1:${xdsPort}` });
+    const config = schedulerConfig({ DATABASE_URL: db.url, NATS_URL: nats.url, PADDOCK_HOME: dir, PADDOCK_XDS_URL: `127.0.0.1:${xdsPort}`, PADDOCK_BROKERS_VIA_XDS: 'true' });
     assert.equal(config.xdsAddress, `127.0.0.1:${xdsPort}`);
     scheduler = await startScheduler(config, log);
     // The scheduler hears the broker; the control plane is not running yet, so it has no address for it.
