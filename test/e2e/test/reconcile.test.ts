@@ -129,6 +129,10 @@ describe('a short launch retry window', () => {
   });
 
   test('a scheduler killed while a job is provisioning launches it again once its broker is heard', async () => {
+    // A job placed and run first: the scheduler has heard the broker (under load its first heartbeat can
+    // come after /healthz answers), so the next claim is made and only its Launch goes nowhere.
+    const warm = await submitShell(paddock, 'true');
+    assert.equal((await paddock.admin.waitFinal(warm.id, FINAL_WAIT_MS)).state, 'completed');
     // The broker is frozen: the claim's Launch goes nowhere, and the job stays provisioning.
     const broker = freeze(paddock, 'paddock-broker');
     const ex = await submitShell(paddock, 'echo relaunched');
