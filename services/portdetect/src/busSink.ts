@@ -6,7 +6,7 @@ import type { PortChange, PortEventSink } from './portDetector.js';
 const RETRY_FOR_MS = 10_000;
 
 /**
- * Port events on JetStream: `paddock.v1.port.<instance-id>.opened|closed`, each with the message id
+ * Port events on JetStream (`topics.portOpened` / `topics.portClosed`), each with the message id
  * `<instance-id>.<seq>`, so a publish retried after a lost acknowledgement is stored once.
  */
 export class BusSink implements PortEventSink {

@@ -62,3 +62,4 @@ export async function buildForeignImage(tag: string): Promise<void> {
     await rm(root, { recursive: true, force: true });
   }
 }
+export { sshRun, type SshAccess } from './sshRun.js';

@@ -2,10 +2,9 @@
 // instance), the WebSocket terminal (several viewers), exec, tickets.
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { Client } from 'ssh2';
-import WebSocket, { createWebSocketStream } from 'ws';
+import WebSocket from 'ws';
 import { startPaddock, type ApiClient, type RunningPaddock } from '@paddock/testkit';
-import { waitFor } from '../src/index.js';
+import { sshRun, waitFor } from '../src/index.js';
 
 let paddock: RunningPaddock;
 let other: ApiClient;
@@ -26,44 +25,6 @@ after(async () => {
 });
 
 const wsUrl = (path: string) => paddock.url.replace(/^http/, 'ws') + path;
-
-interface SshAccess {
-  /** Where the gateway tunnels to the instance's sshd (port 2222 inside), as GET /api/v1/instances/{id}/ssh says. */
-  readonly tunnelPath: string;
-  readonly username: string;
-  readonly password: string;
-}
-
-/**
- * Runs a command over SSH, the connection carried by the gateway's tunnel (the broker's relay, into the
- * instance's network namespace), as `paddock ssh` does. Rejects when the tunnel or the login is refused.
- */
-function sshRun(access: SshAccess, command: string): Promise<string> {
-  const ws = new WebSocket(wsUrl(access.tunnelPath), { headers: { authorization: `Bearer ${paddock.admin.token}` } });
-  return new Promise<string>((resolve, reject) => {
-    ws.once('unexpected-response', (_req, res) => reject(new Error(`the tunnel was refused: HTTP ${res.statusCode}`)));
-    ws.once('error', reject);
-    ws.once('open', () => {
-      const client = new Client();
-      client
-        .on('ready', () => {
-          client.exec(command, (err, stream) => {
-            if (err) return reject(err);
-            let out = '';
-            stream.on('data', (d: Buffer) => (out += d.toString()));
-            stream.stderr.on('data', (d: Buffer) => (out += d.toString()));
-            stream.on('close', () => {
-              client.end();
-              resolve(out);
-            });
-          });
-        })
-        .on('error', reject)
-        .on('close', () => ws.close())
-        .connect({ sock: createWebSocketStream(ws), username: access.username, password: access.password, readyTimeout: 10_000 });
-    });
-  });
-}
 
 /** A terminal viewer: everything the socket sent so far, as text. */
 async function openTerminal(url: string, headers: Record<string, string> = {}): Promise<{ ws: WebSocket; screen(): string; close(): Promise<void> }> {
@@ -95,7 +56,7 @@ test('the owner gets SSH details; SSH through the tunnel lands as the agent user
   assert.equal(r.body.port, undefined);
   assert.equal(r.body.username, 'agent');
   assert.ok(r.body.password.length >= 20);
-  const out = await sshRun(r.body, 'id -un; tmux list-sessions -F "#{session_name}"; cat /workspace/../opt/paddock/run/secrets/ssh-password 2>&1 || true');
+  const out = await sshRun(paddock.url, paddock.admin.token, r.body, 'id -un; tmux list-sessions -F "#{session_name}"; cat /workspace/../opt/paddock/run/secrets/ssh-password 2>&1 || true');
   assert.match(out, /^agent\nagent\n/);
   assert.match(out, /No such file/, 'the password file is gone once sshd has it');
   assert.doesNotMatch(await paddock.admin.logs(serviceId), new RegExp(r.body.password), 'the password is never in the log');
@@ -183,5 +144,5 @@ test('a job that is not running cannot be joined; a cancelled service closes its
   const ssh = await paddock.admin.request('GET', `/api/v1/instances/${serviceId}/ssh`);
   assert.equal((await paddock.admin.request('POST', `/api/v1/executions/${serviceId}/cancel`)).status, 202);
   assert.equal((await paddock.admin.waitFinal(serviceId, 30_000)).state, 'cancelled');
-  await assert.rejects(sshRun(ssh.body, 'true'));
+  await assert.rejects(sshRun(paddock.url, paddock.admin.token, ssh.body, 'true'));
 });

@@ -4,10 +4,8 @@
 // only: no container publishes a port on the host.
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { Client } from 'ssh2';
-import WebSocket, { createWebSocketStream } from 'ws';
 import { freePort, startPaddock, startScriptedProvider, type ApiClient, type RunningPaddock } from '@paddock/testkit';
-import { containersOf, docker, readZip, waitFor } from '../src/index.js';
+import { containersOf, docker, readZip, sshRun, waitFor } from '../src/index.js';
 
 let paddock: RunningPaddock;
 
@@ -109,44 +107,6 @@ async function execIn(client: ApiClient, id: string, cmd: string[]): Promise<str
     .join('');
 }
 
-interface SshAccess {
-  /** Where the gateway tunnels to the instance's sshd (port 2222 inside), as GET /api/v1/instances/{id}/ssh says. */
-  readonly tunnelPath: string;
-  readonly username: string;
-  readonly password: string;
-}
-
-/**
- * Runs a command over SSH, the connection carried by the gateway's tunnel (the broker's relay, into the
- * instance's network namespace): the only way to its sshd, which no host port leads to.
- */
-function sshRun(access: SshAccess, command: string): Promise<string> {
-  const ws = new WebSocket(paddock.url.replace(/^http/, 'ws') + access.tunnelPath, { headers: { authorization: `Bearer ${paddock.admin.token}` } });
-  return new Promise<string>((resolve, reject) => {
-    ws.once('unexpected-response', (_req, res) => reject(new Error(`the tunnel was refused: HTTP ${res.statusCode}`)));
-    ws.once('error', reject);
-    ws.once('open', () => {
-      const client = new Client();
-      client
-        .on('ready', () => {
-          client.exec(command, (err, stream) => {
-            if (err) return reject(err);
-            let out = '';
-            stream.on('data', (d: Buffer) => (out += d.toString()));
-            stream.stderr.on('data', (d: Buffer) => (out += d.toString()));
-            stream.on('close', () => {
-              client.end();
-              resolve(out);
-            });
-          });
-        })
-        .on('error', reject)
-        .on('close', () => ws.close())
-        .connect({ sock: createWebSocketStream(ws), username: access.username, password: access.password, readyTimeout: 10_000 });
-    });
-  });
-}
-
 /** What the engine was asked to publish of an execution's container, and what it publishes. */
 async function publishedPortsOf(executionId: string): Promise<{ bindings: unknown; exposed: unknown; published: string[]; listed: unknown }> {
   const [container, ...more] = await containersOf(executionId);
@@ -238,11 +198,11 @@ test('a service is unprivileged throughout and publishes no port; its owner logs
     assert.equal(access.body.tunnelPath, `/api/v1/instances/${id}/tunnel?port=2222`);
     assert.equal(access.body.host, undefined, 'no host address: sshd is reached through the tunnel only');
     assert.equal(access.body.port, undefined);
-    const over = await sshRun(access.body, `id -u; grep CapEff /proc/self/status; tmux has-session -t agent && echo tmux-reachable; ${PROBE}`);
+    const over = await sshRun(paddock.url, paddock.admin.token, access.body, `id -u; grep CapEff /proc/self/status; tmux has-session -t agent && echo tmux-reachable; ${PROBE}`);
     assert.match(over, /^1000\nCapEff:\s+0{16}\ntmux-reachable\n/);
     // The SSH session's own processes (sshd's child for the session, its shell) are unprivileged too.
     assertUnprivileged(parseProbe(over), ['sshd', 'bash']);
-    await assert.rejects(sshRun({ ...access.body, password: `${access.body.password}x` }, 'true'), /authentication methods failed/);
+    await assert.rejects(sshRun(paddock.url, paddock.admin.token, { ...access.body, password: `${access.body.password}x` }, 'true'), /authentication methods failed/);
 
     const found = await execIn(paddock.admin, id, ['sh', '-c', `grep -rlF -e "$1" /opt/paddock /run/paddock /home/agent /tmp /workspace 2>/dev/null; echo searched`, 'sh', access.body.password]);
     assert.equal(found, 'searched\n', 'the password is in no file of the container');

@@ -7,8 +7,8 @@ import type { StateSource } from './stateSource.js';
 const VISIBILITIES: readonly string[] = ['private', 'project', 'public'];
 
 /**
- * Keeps the StateSource's ports from the bus: portdetect's `paddock.v1.port.<id>.opened|closed` and the
- * gateway's `paddock.v1.port.<id>.visibility`, followed live; and, for each instance the state learns of
+ * Keeps the StateSource's ports from the bus: portdetect's `topics.portOpened` / `portClosed` and the
+ * gateway's `topics.portVisibility`, followed live; and, for each instance the state learns of
  * (from a broker's heartbeat, or xds having just started), the last of each stored, since the last event
  * of an instance is its whole state. Live and stored may arrive in any order: the state keeps the newest
  * port event by `seq`, and a visibility map is the whole map.

@@ -15,7 +15,7 @@ import {
 } from '../resource/paddockState.js';
 
 /**
- * A port event as portdetect publishes it (`PortChanged`, `paddock.v1.port.<instance-id>.opened|.closed`):
+ * A port event as portdetect publishes it (`PortChanged` on `topics.portOpened` / `topics.portClosed`):
  * the message can be passed as it is.
  */
 export interface PortEvent {

@@ -93,12 +93,12 @@ export function dockerRuntimeOf(spec: ExecutionSpec): 'runc' | 'runsc' {
 
 /**
  * gVisor's sandbox runs every process of the instance in its own kernel (the Sentry), but with the default
- * ptrace platform each of those processes also costs the host a stub process, with one host thread for
+ * ptrace platform each of those processes also costs the host a tracee process, with one host thread for
  * every Sentry thread that has run it: the sandbox's host tasks are not the job's processes. Measured on a
  * 2-core host (runsc 2022-12, ptrace) in the instance's pids cgroup: about 50 for the sandbox itself (gofer,
  * Sentry, Docker's init) once idle; a fork bomb of sleeping processes stopped at N processes about 50 + 5.3 N
  * (381 for 64, 2726 for 512); threads of one process about one each (62 threads, 63 tasks); but 30 processes
- * all busy in system calls climb to 1000 within 40 s, and 60 of them past 2500, since each process's stub
+ * all busy in system calls climb to 1000 within 40 s, and 60 of them past 2500, since each process's tracee
  * grows towards the Sentry's thread count (36 for 8 busy processes, 79 for 30). A pids cgroup at the job's
  * limit therefore stops the sandbox from starting (64), and one sized "sandbox + limit" is met by the
  * Sentry's own threads before the job's fork: the sandbox dies (exit 2, saying nothing) instead of fork()
