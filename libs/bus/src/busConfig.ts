@@ -65,6 +65,9 @@ const DEFAULT_LIMITS: Readonly<Record<StreamName, { maxBytes: number; maxMsgSize
   PADDOCK_INSTANCES: { maxBytes: 1 * GiB, maxMsgSizeBytes: 256 * 1024 },
   PADDOCK_OUTPUT: { maxBytes: 8 * GiB, maxMsgSizeBytes: 1 * MiB },
   PADDOCK_PORTS: { maxBytes: 256 * MiB, maxMsgSizeBytes: 256 * 1024 },
+  // Billing's ledger is the durable record; the stream only carries events until billing has stored them.
+  PADDOCK_USAGE: { maxBytes: 1 * GiB, maxMsgSizeBytes: 64 * 1024 },
+  PADDOCK_BUDGETS: { maxBytes: 64 * MiB, maxMsgSizeBytes: 64 * 1024 },
   PADDOCK_DEADLETTER: { maxBytes: 1 * GiB, maxMsgSizeBytes: 1 * MiB },
 };
 
@@ -118,7 +121,7 @@ function compileNkey(settings: BusSettings): BusConfig['nkey'] {
 /**
  * The bus's settings from environment variables, for a service's main.ts (which alone reads the
  * environment): PADDOCK_RETENTION_DAYS, PADDOCK_DEADLETTER_RETENTION_DAYS, PADDOCK_BUS_MAX_DELIVER, per
- * stream PADDOCK_STREAM_<EXECUTIONS|INSTANCES|OUTPUT|PORTS|DEADLETTER>_MAX_BYTES and _MAX_MSG_BYTES, and the NATS
+ * stream PADDOCK_STREAM_<EXECUTIONS|INSTANCES|OUTPUT|PORTS|USAGE|BUDGETS|DEADLETTER>_MAX_BYTES and _MAX_MSG_BYTES, and the NATS
  * identity: NATS_NKEY_FILE (the seed's file) with PADDOCK_NATS_USER (whose key it is).
  */
 export function busSettingsFromEnv(env: Env): BusSettings {

@@ -1,10 +1,14 @@
 import {
   BrokerHeartbeat,
+  BudgetExceeded,
   CancelRequested,
+  ComputeUsage,
+  ExecutionAccount,
   ExecutionRequested,
   ExecutionStateChanged,
   InstanceExited,
   InstanceStarted,
+  LlmUsage,
   OutputChunk,
   PortChanged,
   PortVisibility,
@@ -29,7 +33,7 @@ export interface Topic<T> {
 
 /**
  * Paddock's services, by the name each connects to NATS as (its NATS user, its inbox prefix, its
- * heartbeat's id). Billing owns no topic yet: it gets its heartbeat, and its topics are declared here with it.
+ * heartbeat's id).
  */
 export const SERVICES = ['gateway', 'scheduler', 'broker', 'portdetect', 'xds', 'billing'] as const;
 export type ServiceName = (typeof SERVICES)[number];
@@ -53,7 +57,14 @@ export interface TopicOwners {
   readonly followers: readonly ServiceName[];
 }
 
-export type StreamName = 'PADDOCK_EXECUTIONS' | 'PADDOCK_INSTANCES' | 'PADDOCK_OUTPUT' | 'PADDOCK_PORTS' | 'PADDOCK_DEADLETTER';
+export type StreamName =
+  | 'PADDOCK_EXECUTIONS'
+  | 'PADDOCK_INSTANCES'
+  | 'PADDOCK_OUTPUT'
+  | 'PADDOCK_PORTS'
+  | 'PADDOCK_USAGE'
+  | 'PADDOCK_BUDGETS'
+  | 'PADDOCK_DEADLETTER';
 
 /** The stream a stored topic lives in; a core-NATS topic has none, which is a programming error here. */
 export function streamOf(topic: Topic<unknown>): StreamName {
@@ -101,7 +112,12 @@ export const topics = {
     publishers: ['scheduler'],
     // The gateway keeps its executions table from the durable, and ends a followed log when the state is final.
     subscribers: ['gateway'],
-    consumers: { gateway: ['gateway-state'] },
+    // Billing ends a run's LLM access when its execution is final.
+    consumers: { gateway: ['gateway-state'], billing: ['billing-state'] },
+  }),
+  executionAccount: topic('execution.account', ExecutionAccount, 'PADDOCK_EXECUTIONS', (id) => `paddock.v1.execution.${id}.account`, {
+    publishers: ['gateway'],
+    consumers: { billing: ['billing-account'] },
   }),
   instanceStarted: topic('instance.started', InstanceStarted, 'PADDOCK_INSTANCES', (id) => `paddock.v1.instance.${id}.started`, {
     publishers: ['broker'],
@@ -140,6 +156,21 @@ export const topics = {
     // The gateway's port event stream shows visibility changes too.
     subscribers: ['gateway', 'xds'],
   }),
+  usageCompute: topic('usage.compute', ComputeUsage, 'PADDOCK_USAGE', (id) => `paddock.v1.usage.${id}.compute`, {
+    publishers: ['broker'],
+    consumers: { billing: ['billing-compute'] },
+    // A broker that adopts a running instance continues its totals from the last event stored.
+    readers: ['broker'],
+  }),
+  usageLlm: topic('usage.llm', LlmUsage, 'PADDOCK_USAGE', (id) => `paddock.v1.usage.${id}.llm`, {
+    publishers: ['billing'],
+    consumers: { billing: ['billing-llm'] },
+  }),
+  budgetExceeded: topic('budget.exceeded', BudgetExceeded, 'PADDOCK_BUDGETS', (id) => `paddock.v1.budget.${id}.exceeded`, {
+    publishers: ['billing'],
+    // The gateway holds or refuses new work under a hard budget that is spent.
+    consumers: { gateway: ['gateway-budgets'] },
+  }),
   serviceHeartbeat: topic('service.heartbeat', ServiceHeartbeat, null, (id) => `paddock.v1.service.${id}.heartbeat`, {
     publishers: [...SERVICES],
     publishOwnIdOnly: true,
@@ -176,5 +207,7 @@ export const streams: readonly StreamSpec[] = [
   { name: 'PADDOCK_INSTANCES', subjects: ['paddock.v1.instance.>'] },
   { name: 'PADDOCK_OUTPUT', subjects: ['paddock.v1.output.>'] },
   { name: 'PADDOCK_PORTS', subjects: ['paddock.v1.port.>'] },
+  { name: 'PADDOCK_USAGE', subjects: ['paddock.v1.usage.>'] },
+  { name: 'PADDOCK_BUDGETS', subjects: ['paddock.v1.budget.>'] },
   { name: 'PADDOCK_DEADLETTER', subjects: ['paddock.v1.deadletter.>'] },
 ];

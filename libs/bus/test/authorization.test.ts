@@ -188,7 +188,7 @@ test('each service can do exactly its real flow, and nats-server reports no refu
     // A broker that adopts an instance resumes after the last chunk stored.
     assert.equal((await broker.lastStored(topics.output, id))?.message.eof, true);
     await broker.publish(topics.instanceExited, id, { executionId: id, brokerId: 'b1', cause: ExitCause.EXIT_CAUSE_EXITED, exitCode: 0, detail: '', startedAtMs: 1, finishedAtMs: 2, artifactsSaved: false });
-    broker.publishCore(topics.brokerHeartbeat, 'b1', { brokerId: 'b1', grpcAddress: '127.0.0.1:1', providers: ['docker'], running: 0, capacity: 1, atMs: Date.now(), executionIds: [] });
+    broker.publishCore(topics.brokerHeartbeat, 'b1', { brokerId: 'b1', grpcAddress: '127.0.0.1:1', relayAddress: '', providers: ['docker'], running: 0, capacity: 1, atMs: Date.now(), executionIds: [] });
     assert.equal((await scheduler.lastStored(topics.instanceExited, id))?.message.cause, ExitCause.EXIT_CAUSE_EXITED);
 
     // portdetect: picks up where the last event left off, then publishes what changed.

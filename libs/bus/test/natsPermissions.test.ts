@@ -57,10 +57,18 @@ test('the permissions follow the ownership: who publishes, consumes, reads and f
     'paddock.v1.instance.*.started',
     'paddock.v1.output.*',
     'paddock.v1.service.broker.heartbeat',
+    'paddock.v1.usage.*.compute',
   ]);
   // It consumes nothing: no consumer API, no acks, no dead letters.
   assert.deepEqual(broker.publish.allow.filter((s) => /CONSUMER|\$JS\.ACK|deadletter/.test(s)), []);
   assert.deepEqual(broker.subscribe.allow, [`${inboxPrefix('broker')}.>`]);
+
+  // Billing publishes LLM usage and budget alerts; only it may, and the broker may not publish LLM usage.
+  const billing = natsPermissions('billing');
+  assert.ok(billing.publish.allow.includes('paddock.v1.usage.*.llm'));
+  assert.ok(billing.publish.allow.includes('paddock.v1.budget.*.exceeded'));
+  assert.ok(!billing.publish.allow.includes('paddock.v1.usage.*.compute'));
+  assert.ok(!gateway.publish.allow.includes('paddock.v1.usage.*.llm'));
 
   const scheduler = natsPermissions('scheduler');
   for (const durable of ['scheduler-requested', 'scheduler-cancel', 'scheduler-instance-started', 'scheduler-instance-exited']) {

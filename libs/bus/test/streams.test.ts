@@ -33,6 +33,8 @@ test('every stream carries byte, message size and age limits and discards its ol
       PADDOCK_INSTANCES: { maxBytes: 1 * GiB, maxMsgSize: 256 * 1024, maxAgeDays: 30, discard: 'old' },
       PADDOCK_OUTPUT: { maxBytes: 8 * GiB, maxMsgSize: 1 * MiB, maxAgeDays: 30, discard: 'old' },
       PADDOCK_PORTS: { maxBytes: 256 * MiB, maxMsgSize: 256 * 1024, maxAgeDays: 30, discard: 'old' },
+      PADDOCK_USAGE: { maxBytes: 1 * GiB, maxMsgSize: 64 * 1024, maxAgeDays: 30, discard: 'old' },
+      PADDOCK_BUDGETS: { maxBytes: 64 * MiB, maxMsgSize: 64 * 1024, maxAgeDays: 30, discard: 'old' },
       PADDOCK_DEADLETTER: { maxBytes: 1 * GiB, maxMsgSize: 1 * MiB, maxAgeDays: 90, discard: 'old' },
     });
   } finally {

@@ -3,7 +3,7 @@ import { link, mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { isIP } from 'node:net';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
-import { SpecKey } from '@paddock/secrets';
+import { LlmKey, SpecKey } from '@paddock/secrets';
 import { PlaneError } from './planeError.js';
 import { PLANE_SERVICES, serviceOfAltNames, type PlaneService } from './planeServices.js';
 
@@ -28,6 +28,8 @@ export interface PlaneFiles {
   readonly caKeyFile: string;
   /** The key the gateway seals specs with and the broker opens them with (see @paddock/secrets' SpecKey). */
   readonly specKeyFile: string;
+  /** The gateway's and billing's key for LLM provider keys (LlmKey). */
+  readonly llmKeyFile: string;
   readonly services: Readonly<Partial<Record<PlaneService, { readonly certFile: string; readonly keyFile: string }>>>;
   /** What this call (re)issued, each with why: `ca.crt: missing`, `broker.crt: expires within 30 days`. Empty when all was in order. */
   readonly issued: readonly string[];
@@ -90,7 +92,9 @@ export async function ensurePki(dir: string, opts: PkiOptions = {}): Promise<Pla
   // Made here too, before any service starts: the broker only reads it, and must find the gateway's.
   const specKeyFile = join(dir, 'spec-key');
   await SpecKey.fromFile(specKeyFile);
-  return { dir, caFile, caKeyFile, specKeyFile, services: files, issued };
+  const llmKeyFile = join(dir, 'llm-key');
+  await LlmKey.fromFile(llmKeyFile);
+  return { dir, caFile, caKeyFile, specKeyFile, llmKeyFile, services: files, issued };
 }
 
 /** The P-256 private key in `file`, made (mode 0600) if there is none; the first of racing makers wins. */

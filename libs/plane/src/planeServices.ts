@@ -61,3 +61,11 @@ export function planeDir(home: string): string {
 export function specKeyFile(home: string): string {
   return join(planeDir(home), 'spec-key');
 }
+
+/**
+ * The key that seals an execution's LLM provider keys for billing's metering proxy: the gateway seals with
+ * it, billing opens with it; no other service holds it.
+ */
+export function llmKeyFile(home: string): string {
+  return join(planeDir(home), 'llm-key');
+}

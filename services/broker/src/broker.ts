@@ -84,6 +84,7 @@ export async function startBroker(config: BrokerConfig, log: Logger, opts: Broke
     bus.publishCore(topics.brokerHeartbeat, config.brokerId, {
       brokerId: config.brokerId,
       grpcAddress: grpc.address,
+      relayAddress: '',
       providers: [provider.name],
       running: instances.running,
       executionIds: instances.executionIds,

@@ -94,7 +94,7 @@ before(async () => {
   registerXdsResolver();
   heartbeats = setInterval(() => {
     for (const [brokerId, address] of beating) {
-      bus.publishCore(topics.brokerHeartbeat, brokerId, { brokerId, grpcAddress: address(), executionIds: [], providers: ['docker'], running: 0, capacity: 4, atMs: Date.now() });
+      bus.publishCore(topics.brokerHeartbeat, brokerId, { brokerId, grpcAddress: address(), relayAddress: '', executionIds: [], providers: ['docker'], running: 0, capacity: 4, atMs: Date.now() });
     }
   }, 200);
   directory = new BrokerDirectory(bus, gatewayTls, { viaXds: true, connectWithinMs: CONNECT_WITHIN_MS });

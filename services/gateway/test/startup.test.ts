@@ -129,7 +129,7 @@ test('started before PostgreSQL, the gateway listens at once, /healthz says it w
     peers.publishCore(topics.serviceHeartbeat, 'scheduler', { service: 'scheduler', instanceId: 'test', atMs: Date.now() });
     peers.publishCore(topics.brokerHeartbeat, 'broker-test', {
       brokerId: 'broker-test',
-      grpcAddress: '127.0.0.1:1',
+      grpcAddress: '127.0.0.1:1', relayAddress: '',
       providers: ['docker'],
       running: 0,
       executionIds: [],

@@ -71,7 +71,7 @@ before(async () => {
   heartbeats = setInterval(() => {
     for (const [brokerId, now] of beating) {
       const { address, held } = now();
-      bus.publishCore(topics.brokerHeartbeat, brokerId, { brokerId, grpcAddress: address, executionIds: held, providers: ['docker'], running: held.length, capacity: 4, atMs: Date.now() });
+      bus.publishCore(topics.brokerHeartbeat, brokerId, { brokerId, grpcAddress: address, relayAddress: '', executionIds: held, providers: ['docker'], running: held.length, capacity: 4, atMs: Date.now() });
     }
   }, 200);
 });

@@ -110,7 +110,7 @@ function beat(brokerId: string, held: string[]): { stop(): void } {
     bus.publishCore(topics.brokerHeartbeat, brokerId, {
       brokerId,
       // Nothing in these tests calls the broker: there is no repair to make while it holds what it should.
-      grpcAddress: '127.0.0.1:9',
+      grpcAddress: '127.0.0.1:9', relayAddress: '',
       providers: ['docker'],
       running: held.length,
       executionIds: held,

@@ -73,7 +73,7 @@ test('a real xDS client (@grpc/grpc-js-xds) follows brokers as they come and go'
   const beating = new Map<string, string>();
   const heartbeats = setInterval(() => {
     for (const [brokerId, grpcAddress] of beating) {
-      bus.publishCore(topics.brokerHeartbeat, brokerId, { brokerId, grpcAddress, executionIds: [], providers: ['docker'], running: 0, capacity: 4, atMs: Date.now() });
+      bus.publishCore(topics.brokerHeartbeat, brokerId, { brokerId, grpcAddress, relayAddress: '', executionIds: [], providers: ['docker'], running: 0, capacity: 4, atMs: Date.now() });
     }
   }, 200);
   // As every Paddock gRPC client will: the bootstrap in the environment, the resolver registered once.

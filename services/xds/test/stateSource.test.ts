@@ -31,7 +31,7 @@ test('heartbeats on NATS make brokers and their instances; a broker that falls s
   source.start(bus);
   try {
     const beat = (brokerId: string, grpcAddress: string, executionIds: string[]) =>
-      bus.publishCore(topics.brokerHeartbeat, brokerId, { brokerId, grpcAddress, executionIds, providers: ['docker'], running: executionIds.length, capacity: 8, atMs: Date.now() });
+      bus.publishCore(topics.brokerHeartbeat, brokerId, { brokerId, grpcAddress, relayAddress: '', executionIds, providers: ['docker'], running: executionIds.length, capacity: 8, atMs: Date.now() });
     beat('b1', '127.0.0.1:7001', ['e1', 'e2']);
     beat('b2', '[::1]:7002', ['e3']);
     const both = await eventually('two brokers', () => (source.state().brokers.size === 2 ? source.state() : undefined));

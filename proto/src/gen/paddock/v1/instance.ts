@@ -99,6 +99,12 @@ export interface BrokerHeartbeat {
    * scheduler can reconcile its view with the broker's both ways and place work against the truth.
    */
   executionIds: string[];
+  /**
+   * host:port of the broker's HTTP relay for an edge proxy (Envoy): a request whose
+   * x-paddock-instance-id and x-paddock-port headers name an instance of this broker is carried to that
+   * port through the relay, WebSocket upgrades included. Empty: this broker serves no edge.
+   */
+  relayAddress: string;
 }
 
 export interface LaunchRequest {
@@ -530,7 +536,16 @@ export const OutputChunk: MessageFns<OutputChunk> = {
 };
 
 function createBaseBrokerHeartbeat(): BrokerHeartbeat {
-  return { brokerId: "", grpcAddress: "", providers: [], running: 0, capacity: 0, atMs: 0, executionIds: [] };
+  return {
+    brokerId: "",
+    grpcAddress: "",
+    providers: [],
+    running: 0,
+    capacity: 0,
+    atMs: 0,
+    executionIds: [],
+    relayAddress: "",
+  };
 }
 
 export const BrokerHeartbeat: MessageFns<BrokerHeartbeat> = {
@@ -555,6 +570,9 @@ export const BrokerHeartbeat: MessageFns<BrokerHeartbeat> = {
     }
     for (const v of message.executionIds) {
       writer.uint32(58).string(v!);
+    }
+    if (message.relayAddress !== "") {
+      writer.uint32(66).string(message.relayAddress);
     }
     return writer;
   },
@@ -628,6 +646,14 @@ export const BrokerHeartbeat: MessageFns<BrokerHeartbeat> = {
             message.executionIds.push(reader.string());
             continue;
           }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.relayAddress = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -652,6 +678,7 @@ export const BrokerHeartbeat: MessageFns<BrokerHeartbeat> = {
     message.capacity = object.capacity ?? 0;
     message.atMs = object.atMs ?? 0;
     message.executionIds = object.executionIds?.map((e) => e) || [];
+    message.relayAddress = object.relayAddress ?? "";
     return message;
   },
 };
