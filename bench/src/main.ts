@@ -23,6 +23,7 @@ Options:
   --xds-instances N  instances (3 open ports each) in the control plane's state for xds_push_ack
                      (default 1000)
   --download-mb N    size of the file ingress_throughput and relay_throughput download (default 50)
+  --ledger-events N  usage events in billing's ledger when its rollups are timed (default 1000000)
   --image IMAGE      image of every container (default paddock/base:latest)
   --out DIR          where to write (default bench/results)
   -h, --help         this text
@@ -59,6 +60,7 @@ function parse(argv: string[]): { options: BenchOptions; out: string } | 'help' 
       'idle-instances': { type: 'string' },
       'xds-instances': { type: 'string' },
       'download-mb': { type: 'string' },
+      'ledger-events': { type: 'string' },
       image: { type: 'string' },
       out: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
@@ -74,6 +76,7 @@ function parse(argv: string[]): { options: BenchOptions; out: string } | 'help' 
     idleInstances: positiveInt('idle-instances', values['idle-instances'], 200),
     xdsInstances: positiveInt('xds-instances', values['xds-instances'], 1000),
     downloadMb: positiveInt('download-mb', values['download-mb'], 50),
+    ledgerEvents: positiveInt('ledger-events', values['ledger-events'], 1_000_000),
     image: values.image ?? 'paddock/base:latest',
   });
   return { options, out: resolve(values.out ?? RESULTS) };

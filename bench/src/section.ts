@@ -2,7 +2,7 @@ import type Docker from 'dockerode';
 import type { RunningPaddock } from '@paddock/testkit';
 
 /** What a figure is measured in. */
-export type Unit = 'ms' | 'MB' | 'MB/s' | 'jobs/s' | '%';
+export type Unit = 'ms' | 'MB' | 'MB/s' | 'jobs/s' | 'events/s' | '%';
 
 /** One measured quantity and its samples; a Paddock figure names the raw-Docker figure it is compared with. */
 export interface Figure {
@@ -31,6 +31,8 @@ export interface BenchOptions {
   readonly xdsInstances: number;
   /** Size of the file ingress_throughput and relay_throughput download, in MB (10^6 bytes). */
   readonly downloadMb: number;
+  /** Usage events in billing's ledger when its rollups are timed. */
+  readonly ledgerEvents: number;
   readonly image: string;
 }
 

@@ -17,6 +17,8 @@ const KEYS = 5 * N;
 const FLOODS = Math.min(N, 5);
 /** The ingress section makes 5 small GETs per --n and path. */
 const GETS = 5 * N;
+/** The metering proxy section makes 50 calls per --n, each way. */
+const LLM_CALLS = 50 * N;
 
 /**
  * Every figure and how many samples it has at --n 2 (a burst figure has one per round, an echo figure one
@@ -44,6 +46,12 @@ const EXPECTED: Record<string, { n: number; unit: string; baseline?: string }> =
   ingress_throughput: { n: N, unit: 'MB/s', baseline: 'relay_throughput' },
   xds_push_ack: { n: N, unit: 'ms' },
   xds_route_config_mb: { n: N, unit: 'MB' },
+  billing_ingest: { n: N, unit: 'events/s' },
+  billing_rollup_project: { n: N, unit: 'ms' },
+  billing_rollup_execution: { n: N, unit: 'ms' },
+  llm_direct: { n: LLM_CALLS, unit: 'ms' },
+  llm_proxied: { n: LLM_CALLS, unit: 'ms', baseline: 'llm_direct' },
+  llm_proxy_added: { n: LLM_CALLS, unit: 'ms' },
   raw_burst: { n: 1, unit: 'ms' },
   raw_burst_jobs_per_s: { n: 1, unit: 'jobs/s' },
   burst: { n: 1, unit: 'ms', baseline: 'raw_burst' },
@@ -66,7 +74,7 @@ function run(args: string[]): Promise<{ code: number | null; stderr: string }> {
 test(`the bench at --n ${N} --burst ${BURST} writes every figure, with baselines and ratios`, async () => {
   const out = await mkdtemp(join(tmpdir(), 'paddock-bench-'));
   try {
-    const { code, stderr } = await run(['--n', String(N), '--burst', String(BURST), '--burst-rounds', '1', '--idle-instances', '10', '--download-mb', '5', '--out', out]);
+    const { code, stderr } = await run(['--n', String(N), '--burst', String(BURST), '--burst-rounds', '1', '--idle-instances', '10', '--download-mb', '5', '--ledger-events', '20000', '--out', out]);
     assert.equal(code, 0, stderr);
     assert.match(stderr, new RegExp(`raw_cold, raw_cold_completed ${N}/${N}:`), 'progress says which figure and i/n');
     assert.match(stderr, /burst 1\/1: 10 jobs in/);

@@ -5,7 +5,7 @@ import { buildReport, renderMarkdown } from '../src/report.js';
 import type { BenchOptions } from '../src/section.js';
 
 const machine: MachineInfo = { cpus: 2, cpuModel: 'Test CPU', memoryGb: 8, kernel: '6.1.0', node: 'v20.0.0', docker: '20.10.24', date: '2026-01-01T00:00:00.000Z' };
-const settings: BenchOptions = { samples: 3, burstJobs: 10, burstRounds: 1, capacity: 16, pollMs: 10, idleInstances: 200, xdsInstances: 1000, downloadMb: 50, image: 'paddock/base:latest' };
+const settings: BenchOptions = { samples: 3, burstJobs: 10, burstRounds: 1, capacity: 16, pollMs: 10, idleInstances: 200, xdsInstances: 1000, downloadMb: 50, ledgerEvents: 1000, image: 'paddock/base:latest' };
 
 test('a Paddock figure gets its baseline and the ratio of the medians; a raw figure gets neither', () => {
   const report = buildReport(machine, settings, [

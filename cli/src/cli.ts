@@ -9,16 +9,21 @@ import { logs } from './commands/logs.js';
 import { ls } from './commands/ls.js';
 import { portForward } from './commands/portForward.js';
 import { ports } from './commands/ports.js';
+import { budgets } from './commands/budgets.js';
+import { costs } from './commands/costs.js';
+import { prices } from './commands/prices.js';
+import { projects } from './commands/projects.js';
 import { run } from './commands/run.js';
 import { ssh } from './commands/ssh.js';
 import { tunnel } from './commands/tunnel.js';
 import { status } from './commands/status.js';
+import { teams } from './commands/teams.js';
 import type { Context } from './context.js';
 import { CommandError, ConnectionError, UsageError } from './errors.js';
 import { postgresServer } from './postgresServer.js';
 import { up } from './up.js';
 
-const COMMANDS: readonly Command[] = [up, run, ls, status, logs, cancel, download, exec, ssh, ports, portForward, tunnel, images];
+const COMMANDS: readonly Command[] = [up, run, ls, status, logs, cancel, download, exec, ssh, ports, portForward, tunnel, images, teams, projects, costs, budgets, prices];
 const INTERNAL: readonly Command[] = [postgresServer];
 
 /** `paddock ARGS...`: finds the command, runs it, and turns its errors into a message and an exit status. */

@@ -33,6 +33,8 @@ export interface ExecutionRequest {
   readonly resources?: { readonly cpus?: number; readonly memoryMb?: number };
   readonly timeoutS?: number;
   readonly network?: 'none' | 'bridge';
+  /** A project's id; default: the caller's personal project. */
+  readonly project?: string;
 }
 
 export const TERMINAL_STATES: ReadonlySet<string> = new Set(['completed', 'failed', 'cancelled']);

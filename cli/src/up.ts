@@ -1,6 +1,6 @@
 import { existsSync } from 'node:fs';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ensureNatsIdentity, NATS_USERS, natsServerConfig } from '@paddock/bus';
 import { ensureRolePasswords, ensureServiceRoles, RolePrivilegesError, serviceDatabaseUrl } from '@paddock/db';
@@ -27,7 +27,7 @@ export function natsKeyFile(home: string, user: string): string {
 }
 
 /** The services that keep state in PostgreSQL: each connects as its own role, to its own schema. */
-const DATABASE_SERVICES: readonly string[] = ['gateway', 'scheduler', 'broker'];
+const DATABASE_SERVICES: readonly string[] = ['gateway', 'scheduler', 'broker', 'billing'];
 
 export const up: Command = {
   name: 'up',
@@ -52,6 +52,10 @@ Environment:
   PADDOCK_XDS_PORT   port of services/xds's ADS, on loopback (default 18000)
   PADDOCK_INGRESS_PORT  the ingress: http://{id}-{port}.localhost:PORT reaches a port of an instance (default 8080, 0 for none)
   PADDOCK_BRIDGE_PORT   the WS-TCP bridge that paddock port-forward uses (default 8082, 0 for none)
+  PADDOCK_BILLING_PORT  port of billing's gRPC API, on loopback (default 7074)
+  PADDOCK_BROKER_RELAY_PORT  the broker's HTTP relay for an Envoy at the edge (envoy/README.md; default 7075, 0 for a free one)
+  PADDOCK_LLM_UPSTREAMS where billing's metering proxy sends LLM calls (default: the providers' own APIs),
+                        e.g. openai=https://api.openai.com,anthropic=https://api.anthropic.com
   DATABASE_URL       use this PostgreSQL instead of the embedded one
   NATS_URL           use this NATS server instead of starting one
   PADDOCK_SCHEDULER_METRICS_PORT  loopback port of the scheduler's /metrics (default 7072, 0 for none)
@@ -97,6 +101,8 @@ class Stack {
     try {
       await this.#preflight();
       await mkdir(this.#config.logsDir, { recursive: true });
+      // The metering proxy's socket: only root (the services) reaches it on the host; instances reach it through the relay.
+      await mkdir(dirname(this.#config.llmProxySocket), { recursive: true, mode: 0o700 });
       const adminUrl = this.#config.databaseUrl ?? (await this.#startPostgres());
       await writeFile(this.#config.databaseUrlFile, adminUrl, { mode: 0o600 });
       const natsUrl = this.#config.natsUrl ?? (await this.#ensureNats());
@@ -158,9 +164,11 @@ class Stack {
       throw new CommandError(`something already listens on port ${httpPort} (another \`paddock up\`?); stop it or set PADDOCK_PORT`);
     }
     // A taken port would stop its service at each start, over and over: refuse before starting anything.
-    const { xdsPort, ingressPort, bridgePort } = this.#config;
+    const { xdsPort, ingressPort, bridgePort, billingPort, brokerRelayPort } = this.#config;
     const ports: [number, string, string][] = [
       [xdsPort, "services/xds's ADS port", 'PADDOCK_XDS_PORT'],
+      [billingPort, "billing's gRPC port", 'PADDOCK_BILLING_PORT'],
+      [brokerRelayPort, "the broker's HTTP relay for Envoy", 'PADDOCK_BROKER_RELAY_PORT (0 for a free one)'],
       [ingressPort, "the gateway's ingress port", 'PADDOCK_INGRESS_PORT (0 for none)'],
       [bridgePort, "the gateway's WS-TCP bridge port", 'PADDOCK_BRIDGE_PORT (0 for none)'],
       ...Object.entries(this.#config.metricsPorts).map(([name, port]): [number, string, string] => [port, `the ${name}'s metrics port`, `PADDOCK_${name.toUpperCase()}_METRICS_PORT (0 for none)`]),
@@ -312,7 +320,7 @@ class Stack {
   }
 
   async #startServices(databaseUrls: ReadonlyMap<string, string>, natsUrl: string): Promise<void> {
-    const { repoRoot, home, httpHost, httpPort, xdsPort, ingressPort, bridgePort } = this.#config;
+    const { repoRoot, home, httpHost, httpPort, xdsPort, ingressPort, bridgePort, billingPort, brokerRelayPort, llmProxySocket } = this.#config;
     // The services call each other over mutual TLS only: their certificates (and the spec key) must be
     // there before the first of them starts. Made at the first start, renewed when near their end.
     const plane = await ensurePki(planeDir(home));
@@ -328,6 +336,14 @@ class Stack {
       PADDOCK_XDS_URL: `127.0.0.1:${xdsPort}`,
       PADDOCK_INGRESS_PORT: String(ingressPort),
       PADDOCK_BRIDGE_PORT: String(bridgePort),
+      PADDOCK_BILLING_PORT: String(billingPort),
+      PADDOCK_BROKER_RELAY_PORT: String(brokerRelayPort),
+      // Envoy asks the ingress who may reach each URL (ext_authz); with no ingress, nobody may.
+      ...(ingressPort === 0 ? {} : { PADDOCK_XDS_EDGE_AUTHZ: `127.0.0.1:${ingressPort}` }),
+      PADDOCK_BILLING_URL: `127.0.0.1:${billingPort}`,
+      PADDOCK_LLM_PROXY_SOCKET: llmProxySocket,
+      // Inside every instance, 127.0.0.1:4000 leads to billing's metering proxy (PADDOCK_LLM_PROXY_URL).
+      PADDOCK_RELAY_ENDPOINTS: [this.#ctx.env['PADDOCK_RELAY_ENDPOINTS'], `llm=4000:${llmProxySocket}`].filter((e) => e !== undefined && e !== '').join(','),
     };
     for (const name of this.#config.services) {
       const prefix = `[${name}]`.padEnd(this.#prefixWidth);

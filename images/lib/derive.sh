@@ -70,6 +70,13 @@ begin_build() {
   trap 'rm -rf "$work"' EXIT
 }
 
+# rootfs_inputs DIR: the names, modes and contents of DIR's files (nothing when there is no DIR), as an
+# input of a build.
+rootfs_inputs() {
+  [ -d "$1" ] || return 0
+  (cd "$1" && find . -type f -print0 | sort -z | xargs -0 -r sh -c 'for f; do stat -c "%n %a" "$f"; cat "$f"; done' sh)
+}
+
 # base_id: the base image's id, part of every derived image's inputs.
 base_id() {
   docker image inspect -f '{{.Id}}' paddock/base:latest

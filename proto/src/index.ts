@@ -1,3 +1,4 @@
+export * from './gen/paddock/v1/billing.js';
 export * from './gen/paddock/v1/execution.js';
 export * from './gen/paddock/v1/instance.js';
 export * from './gen/paddock/v1/port.js';

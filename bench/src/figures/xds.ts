@@ -205,7 +205,7 @@ export const xds: Section = {
       debounceMaxMs: config.debounceMaxMs,
       // The state is complete before the client connects: nothing to wait for.
       warmupMs: 0,
-      snapshot: { baseDomain: config.baseDomain, edgeListen: { host: config.edgeHost, port: config.edgePort } },
+      snapshot: { baseDomain: config.baseDomain, edgeListen: { host: config.edgeHost, port: config.edgePort }, edgeProxy: config.edgeProxy },
       log,
       onError: (err) => ctx.fail(`xds: a state could not become a configuration: ${err.message}`),
     });
@@ -226,8 +226,8 @@ export const xds: Section = {
     let client: IngressLikeClient | undefined;
     try {
       const ids = Array.from({ length: count }, (_, i) => `bench-xds-${i.toString().padStart(5, '0')}`);
-      // The broker's address is never dialled: only the configuration is measured.
-      state.applyHeartbeat({ brokerId: BROKER_ID, grpcAddress: '127.0.0.1:50051', executionIds: ids });
+      // The broker's addresses are never dialled: only the configuration is measured.
+      state.applyHeartbeat({ brokerId: BROKER_ID, grpcAddress: '127.0.0.1:50051', relayAddress: '127.0.0.1:50052', executionIds: ids });
       const seqs = new Map<string, number>();
       const open = (id: string, ports: readonly number[]) => {
         const seq = (seqs.get(id) ?? 0) + 1;

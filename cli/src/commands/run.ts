@@ -20,6 +20,7 @@ const OPTIONS = {
   timeout: { type: 'string' },
   network: { type: 'string' },
   python: { type: 'string' },
+  project: { type: 'string' },
   detach: { type: 'boolean', short: 'd' },
 } as const satisfies OptionSpecs;
 
@@ -45,6 +46,7 @@ Options:
   --timeout SECONDS      fail the execution after this many seconds
   --network none|bridge  network access
   --python FILE          run FILE as a Python script; - reads it from stdin
+  --project ID           the project it belongs to (default: your personal project; see paddock projects)
   -d, --detach           print the execution id and return at once
   -h, --help             show this help
 
@@ -129,6 +131,7 @@ export async function executionRequest(args: ParsedArgs<typeof OPTIONS>, ctx: Pi
     ...(Object.keys(resources).length === 0 ? {} : { resources }),
     ...(options.timeout === undefined ? {} : { timeoutS: numberOption('--timeout', options.timeout, { integer: true, min: 1 }) }),
     ...(options.network === undefined ? {} : { network: options.network }),
+    ...(options.project === undefined ? {} : { project: options.project }),
   };
 }
 

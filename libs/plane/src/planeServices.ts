@@ -1,10 +1,12 @@
 import { join } from 'node:path';
 
 /**
- * Every Paddock service that takes part in the internal plane: each has a certificate of its own, so that
- * a server knows which service calls it and can allow each method to the services that need it only.
+ * Every identity of the internal plane: each has a certificate of its own, so that a server knows which
+ * service calls it and can allow each method to the services that need it only. All are Paddock's own
+ * services but `edge`, the Envoy an operator runs in front of Paddock: it is no process of Paddock's, yet it
+ * proves itself with `edge.crt` to the brokers' HTTP relays, which take no other caller.
  */
-export const PLANE_SERVICES = ['gateway', 'scheduler', 'broker', 'portdetect', 'xds', 'billing'] as const;
+export const PLANE_SERVICES = ['gateway', 'scheduler', 'broker', 'portdetect', 'xds', 'billing', 'edge'] as const;
 
 export type PlaneService = (typeof PLANE_SERVICES)[number];
 

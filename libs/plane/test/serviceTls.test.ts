@@ -3,6 +3,7 @@ import { copyFile, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
+import { connect, createServer, type ConnectionOptions, type TLSSocket } from 'node:tls';
 import { credentials, makeGenericClientConstructor, Server, status, type ServerCredentials, type ServiceDefinition, type ServiceError } from '@grpc/grpc-js';
 import { ConfigError } from '@paddock/errors';
 import {
@@ -11,7 +12,10 @@ import {
   channelOptions,
   ensurePki,
   loadServiceTls,
+  peerServiceOf,
   serverCredentials,
+  tlsClientOptions,
+  tlsServerOptions,
   tlsFilesFromEnv,
   type PlaneFiles,
   type PlaneService,
@@ -24,8 +28,8 @@ let stranger: PlaneFiles;
 
 before(async () => {
   home = await mkdtemp(join(tmpdir(), 'paddock-plane-tls-'));
-  plane = await ensurePki(join(home, 'plane'), { services: ['broker', 'scheduler', 'gateway'] });
-  stranger = await ensurePki(join(home, 'stranger'), { services: ['broker', 'scheduler'] });
+  plane = await ensurePki(join(home, 'plane'), { services: ['broker', 'scheduler', 'gateway', 'edge'] });
+  stranger = await ensurePki(join(home, 'stranger'), { services: ['broker', 'scheduler', 'edge'] });
 });
 
 after(async () => {
@@ -80,6 +84,37 @@ test('a client accepts the server only as the service it expects, whatever addre
     assert.match(err.details, /expected the broker of this Paddock, but the server showed the certificate of gateway/);
     return true;
   });
+});
+
+/** A plain TLS server that writes the identity of each client, as it sees it, and closes. */
+async function tlsServe(tls: ServiceTls): Promise<{ port: number; stop(): void }> {
+  const server = createServer(tlsServerOptions(tls), (socket: TLSSocket) => socket.end(peerServiceOf(socket) ?? 'nobody'));
+  server.on('tlsClientError', () => undefined);
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return { port: (server.address() as { port: number }).port, stop: () => server.close() };
+}
+
+/** What a TLS client with `options` reads from the server at `port`, or the error its connection ends with. */
+function tlsRead(port: number, options: ConnectionOptions): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = connect({ ...options, host: '127.0.0.1', port });
+    let text = '';
+    socket.on('data', (d: Buffer) => (text += d.toString()));
+    socket.on('end', () => resolve(text));
+    socket.on('error', reject);
+  });
+}
+
+test('Node TLS: a server knows its client by the identity its certificate names (the edge too); others fail the handshake', async (t) => {
+  const server = await tlsServe(await tlsOf('broker'));
+  t.after(() => server.stop());
+  assert.equal(await tlsRead(server.port, tlsClientOptions(await tlsOf('edge'), 'broker')), 'edge');
+  assert.equal(await tlsRead(server.port, tlsClientOptions(await tlsOf('gateway'), 'broker')), 'gateway');
+  // No client certificate, or one of another plane: the server ends the handshake.
+  await assert.rejects(tlsRead(server.port, { ca: (await tlsOf('edge')).ca, servername: 'broker' }));
+  await assert.rejects(tlsRead(server.port, tlsClientOptions(await tlsOf('edge', stranger), 'broker')));
+  // The client checks the server's identity, not the address it dialled.
+  await assert.rejects(tlsRead(server.port, tlsClientOptions(await tlsOf('edge'), 'gateway')), /expected the gateway of this Paddock, but the server showed the certificate of broker/);
 });
 
 test('files are PADDOCK_TLS_*_FILE or PADDOCK_HOME/plane; a missing one is a ConfigError that names it and says paddock up makes it', async () => {

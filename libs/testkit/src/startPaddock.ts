@@ -47,8 +47,8 @@ export interface RunningPaddock {
  */
 export async function startPaddock(opts: StartPaddockOptions = {}): Promise<RunningPaddock> {
   const home = await mkdtemp(join(tmpdir(), 'paddock-test-'));
-  const [port, natsPort, dbPort, brokerPort, schedulerMetricsPort, brokerMetricsPort, xdsPort, ingressPort, bridgePort] = await Promise.all(
-    Array.from({ length: 9 }, () => freePort()),
+  const [port, natsPort, dbPort, brokerPort, schedulerMetricsPort, brokerMetricsPort, xdsPort, ingressPort, bridgePort, billingPort] = await Promise.all(
+    Array.from({ length: 10 }, () => freePort()),
   );
   const env: Record<string, string> = {
     PADDOCK_HOME: home,
@@ -62,6 +62,8 @@ export async function startPaddock(opts: StartPaddockOptions = {}): Promise<Runn
     PADDOCK_XDS_PORT: String(xdsPort),
     PADDOCK_INGRESS_PORT: String(ingressPort),
     PADDOCK_BRIDGE_PORT: String(bridgePort),
+    PADDOCK_BILLING_PORT: String(billingPort),
+    PADDOCK_BROKER_RELAY_PORT: '0',
     // Each test Paddock is its own broker, so they never adopt each other's containers.
     PADDOCK_BROKER_ID: `test-${port}`,
     LOG_LEVEL: 'warn',

@@ -11,6 +11,7 @@ import { unrecordedMetrics, type Logger, type PaddockMetrics } from '@paddock/te
 import type { BrokerConfig } from './config.js';
 import { InstanceManager } from './lifecycle/instanceManager.js';
 import { InstanceStore } from './instanceStore.js';
+import { startEdgeRelay } from './edge/edgeRelay.js';
 import { DockerProvider } from './providers/docker/dockerProvider.js';
 import { RetentionCleaner } from './retention.js';
 import { startGrpcServer } from './server.js';
@@ -79,12 +80,13 @@ export async function startBroker(config: BrokerConfig, log: Logger, opts: Broke
   const retention = new RetentionCleaner(store, blobs, { brokerId: config.brokerId, artifactsDir: config.artifactsDir, retentionMs: config.retentionMs }, log);
   retention.start();
   const grpc = await startGrpcServer(instances, { host: config.grpcHost, port: config.grpcPort, log, tls });
+  const edge = await startEdgeRelay({ host: config.relayHost, port: config.relayPort, tls, reachPort: (id, port) => instances.reachPort(id, port), log });
 
   const beat = () =>
     bus.publishCore(topics.brokerHeartbeat, config.brokerId, {
       brokerId: config.brokerId,
       grpcAddress: grpc.address,
-      relayAddress: '',
+      relayAddress: edge.address,
       providers: [provider.name],
       running: instances.running,
       executionIds: instances.executionIds,
@@ -107,6 +109,7 @@ export async function startBroker(config: BrokerConfig, log: Logger, opts: Broke
         clearInterval(reconciling);
         unobserve();
         await grpc.stop();
+        await edge.stop();
         await instances.stop();
         await retention.stop();
         await bus.drain();

@@ -13,6 +13,9 @@ export interface BrokerConfig extends CommonConfig {
   readonly brokerId: string;
   readonly grpcHost: string;
   readonly grpcPort: number;
+  /** Where the HTTP relay for the edge proxy (Envoy) listens; port 0 takes a free one, which the heartbeat announces. */
+  readonly relayHost: string;
+  readonly relayPort: number;
   /** Containers this broker runs at once. */
   readonly capacity: number;
   readonly artifactsDir: string;
@@ -58,6 +61,8 @@ export interface BrokerConfig extends CommonConfig {
   readonly provisionRetryMs: number;
   /** How often the provider's instances and the table are brought back in line. */
   readonly reconcileIntervalMs: number;
+  /** Between two compute usage events of a running instance (memory is looked at every second regardless). */
+  readonly usageIntervalMs: number;
   /** A loopback port serving `GET /metrics` for Prometheus; 0 serves none. */
   readonly metricsPort: number;
   /** Stream limits, retention and redelivery of the bus, as every service connects with them. */
@@ -81,6 +86,8 @@ export function brokerConfig(env: Env): BrokerConfig {
     brokerId,
     grpcHost: read.string('PADDOCK_BROKER_HOST', '127.0.0.1'),
     grpcPort: read.int('PADDOCK_BROKER_PORT', 7071, { max: 65535 }),
+    relayHost: read.string('PADDOCK_BROKER_RELAY_HOST', '127.0.0.1'),
+    relayPort: read.int('PADDOCK_BROKER_RELAY_PORT', 0, { max: 65535 }),
     capacity: read.int('PADDOCK_BROKER_CAPACITY', Math.max(8, cpus().length * 8), { min: 1 }),
     artifactsDir: read.string('PADDOCK_ARTIFACTS_DIR', artifactsDir(common.home)),
     dockerSocket: read.string('DOCKER_SOCKET', '/var/run/docker.sock'),
@@ -100,6 +107,7 @@ export function brokerConfig(env: Env): BrokerConfig {
     retentionMs: read.int('PADDOCK_RETENTION_DAYS', 30, { min: 1, max: 36_500 }) * DAY_MS,
     provisionRetryMs: read.int('PADDOCK_PROVISION_RETRY_MS', 5_000, { max: 60_000 }),
     reconcileIntervalMs: read.int('PADDOCK_RECONCILE_INTERVAL_MS', 30_000, { min: 1_000 }),
+    usageIntervalMs: read.int('PADDOCK_USAGE_INTERVAL_MS', 10_000, { min: 100 }),
     metricsPort: read.int('PADDOCK_METRICS_PORT', 0, { min: 0, max: 65_535 }),
     bus: busSettingsFromEnv(env),
   };

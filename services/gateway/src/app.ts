@@ -17,8 +17,13 @@ import { documentWebSocket, instanceRoutes } from './instances/routes.js';
 import { metricsRoutes } from './metrics.js';
 import { portRoutes, type PortRoutesOptions } from './ports/routes.js';
 import type { TicketStore } from './instances/ticketStore.js';
-import { secretRoutes } from './secrets/routes.js';
+import { projectSecretRoutes, secretRoutes } from './secrets/routes.js';
 import type { SecretStore } from './secrets/secretStore.js';
+import type { BillingApi } from './costs/billingApi.js';
+import { costRoutes } from './costs/routes.js';
+import { projectRoutes } from './tenancy/projectRoutes.js';
+import { ProjectTokenStore } from './tenancy/projectTokens.js';
+import { teamRoutes } from './tenancy/teamRoutes.js';
 import { uiRoutes } from './ui/routes.js';
 import { userRoutes } from './users/routes.js';
 import type { UserStore } from './users/userStore.js';
@@ -57,6 +62,8 @@ export interface AppOptions {
    * Without it the ports routes are not served (tests of other parts build the app without them).
    */
   ports?: Pick<PortRoutesOptions, 'visibility' | 'urls' | 'ingressKey' | 'heartbeatMs'>;
+  /** billing's API: the cost, price and budget routes are served when it is given. */
+  billing?: BillingApi;
   /** The server the app is built on (the listener that opened before the app was ready); Fastify makes one otherwise. */
   serverFactory?: (handler: (req: IncomingMessage, res: ServerResponse) => void) => Server;
 }
@@ -86,7 +93,11 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
   acceptEmptyJson(app);
   const metrics = opts.metrics ?? unrecordedMetrics();
   installErrorHandler(app, (err) => metrics.errorOccurred(err.name));
-  installAuth(app, { users: opts.users, tickets: opts.tickets, runs: opts.executions });
+  const projectTokens = new ProjectTokenStore(opts.store.pool);
+  installAuth(app, { users: opts.users, tickets: opts.tickets, runs: opts.executions, projectTokens });
+  // Routes of every folder decide who may see and do what through the same ProjectAccess as the executions.
+  const tenancy = opts.executions.tenancy;
+  app.decorate('projectAccess', tenancy);
   app.addHook('onResponse', async (req, reply) => {
     const line = { method: req.method, url: req.url, status: reply.statusCode, ms: Math.round(reply.elapsedTime) };
     // Health probes come every few hundred milliseconds from supervisors and load balancers.
@@ -96,12 +107,16 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
   app.get('/api/v1/openapi.json', { config: { public: true }, schema: { hide: true } }, async () => app.swagger());
   await app.register(healthRoutes, { health: opts.health });
   if (opts.scrapeMetrics) await app.register(metricsRoutes, { scrape: opts.scrapeMetrics });
-  await app.register(userRoutes, { users: opts.users });
+  await app.register(userRoutes, { users: opts.users, tenancy });
   await app.register(secretRoutes, { secrets: opts.secrets });
+  await app.register(teamRoutes, { tenancy });
+  await app.register(projectRoutes, { tenancy, tokens: projectTokens });
+  await app.register(projectSecretRoutes, { secrets: opts.secrets });
   const routeOpts = { executions: opts.executions, store: opts.store, bus: opts.bus, artifactsDir: opts.config.artifactsDir };
   await app.register(executionRoutes, routeOpts);
   await app.register(compatRoutes, routeOpts);
   await app.register(instanceRoutes, { executions: opts.executions, brokers: opts.brokers, tickets: opts.tickets, log: opts.log });
+  if (opts.billing) await app.register(costRoutes, { billing: opts.billing, access: tenancy });
   if (opts.ports) await app.register(portRoutes, { ...opts.ports, executions: opts.executions, bus: opts.bus, log: opts.log });
   await app.register(uiRoutes);
   return app;

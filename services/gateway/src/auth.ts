@@ -2,6 +2,7 @@ import type { FastifyInstance, FastifyRequest, FastifySchema, RouteOptions } fro
 import { NotFoundError, UnauthorizedError } from '@paddock/errors';
 import { isRunToken } from './executions/runTokens.js';
 import type { TicketStore } from './instances/ticketStore.js';
+import { isProjectToken } from './tenancy/projectTokens.js';
 import type { User, UserStore } from './users/userStore.js';
 
 /** An execution calling back with its run token: it acts as that execution, never as its owner. */
@@ -11,16 +12,30 @@ export interface RunPrincipal {
   readonly ownerId: string;
 }
 
-/** Who a request acts as: a user (by token or terminal ticket), or one execution (by its run token). */
-export type Principal = { readonly kind: 'user'; readonly user: User } | RunPrincipal;
+/** Automation with a project token: it acts in that project only, with its role there. */
+export interface ProjectTokenPrincipal {
+  readonly kind: 'projectToken';
+  readonly tokenId: string;
+  readonly projectId: string;
+  /** The role it was made with; ProjectAccess bounds it by its creator's current role. */
+  readonly role: 'member' | 'viewer';
+  /** The project admin who made it: the owner of the executions it creates. */
+  readonly creator: User;
+}
+
+/**
+ * Who a request acts as: a user (by token or terminal ticket), one execution (by its run token), or a
+ * project's automation (by a project token).
+ */
+export type Principal = { readonly kind: 'user'; readonly user: User } | RunPrincipal | ProjectTokenPrincipal;
 
 declare module 'fastify' {
   interface FastifyRequest {
     /** Set by the authentication hook on every route that is not public. */
     principal: Principal;
     /**
-     * The user a user principal is. Reading it on a request made with a run token is a programming error
-     * (an answer 500), never the owner's identity lent to the run.
+     * The user a user principal is. Reading it on a request made with a run or project token is a
+     * programming error (an answer 500), never the owner's or the creator's identity lent to the token.
      */
     readonly user: User;
   }
@@ -32,6 +47,11 @@ declare module 'fastify' {
      * another user's execution does); `request.principal` says which kind of caller it is.
      */
     runToken?: boolean;
+    /**
+     * Also served to project tokens (`pdp_…`); the handler decides with `request.principal` and
+     * ProjectAccess, which confines such a token to its project.
+     */
+    projectToken?: boolean;
     /**
      * A one-time ticket in `?ticket=` (POST /api/v1/instances/{id}/terminal-ticket) stands for the user's
      * token, for the execution the route's `:id` names only: browsers cannot set headers on a WebSocket.
@@ -46,6 +66,8 @@ export interface Credentials {
   readonly tickets: TicketStore;
   /** The execution a run token belongs to while it runs; throws UnauthorizedError for any other token. */
   readonly runs: { authenticateRun(token: string): Promise<RunPrincipal> };
+  /** The project token a bearer token is, unless revoked or expired; throws UnauthorizedError otherwise. */
+  readonly projectTokens: { authenticate(token: string): Promise<ProjectTokenPrincipal> };
 }
 
 /** The token of an `Authorization: Bearer …` header, if there is one. */
@@ -64,6 +86,14 @@ export const SECURITY_SCHEMES = {
       "an execution's own PADDOCK_RUN_TOKEN, for calls back from inside it: accepted only on the operations that list it, " +
       'for that execution only (another id answers 404), and only until the execution is final (then 401)',
   },
+  projectToken: {
+    type: 'http',
+    scheme: 'bearer',
+    bearerFormat: 'pdp_<random>',
+    description:
+      "a project's token for automation (POST /api/v1/projects/{id}/tokens), acting in that project only with its role (member or viewer): " +
+      'accepted only on the operations that list it; elsewhere 401',
+  },
   terminalTicket: {
     type: 'apiKey',
     in: 'query',
@@ -75,7 +105,12 @@ export const SECURITY_SCHEMES = {
 /** The `security` of a route's operation in the OpenAPI document, as its config says who may call it. */
 function securityOf(config: RouteOptions['config']): FastifySchema['security'] {
   if (config?.public) return [];
-  return [{ bearer: [] }, ...(config?.runToken ? [{ runToken: [] }] : []), ...(config?.terminalTicket ? [{ terminalTicket: [] }] : [])];
+  return [
+    { bearer: [] },
+    ...(config?.runToken ? [{ runToken: [] }] : []),
+    ...(config?.projectToken ? [{ projectToken: [] }] : []),
+    ...(config?.terminalTicket ? [{ terminalTicket: [] }] : []),
+  ];
 }
 
 /** Writes into a route's OpenAPI operation the credentials the authentication hook accepts on it. */
@@ -87,8 +122,9 @@ const NO_CREDENTIAL = 'missing or invalid bearer token: send "Authorization: Bea
 
 /**
  * Every route needs a credential unless its config says `public: true`: a user's bearer token; on the
- * routes that say so, an execution's run token (for that execution) or a terminal ticket. A run token is
- * never a user's token: any other route answers it 401, as it would a token that does not exist.
+ * routes that say so, an execution's run token (for that execution), a project token or a terminal ticket.
+ * Neither a run token nor a project token is a user's token: any other route answers them 401, as it would
+ * a token that does not exist.
  */
 export function installAuth(app: FastifyInstance, credentials: Credentials): void {
   // A plain value, set per request; null until the hook has run.
@@ -97,7 +133,8 @@ export function installAuth(app: FastifyInstance, credentials: Credentials): voi
     getter(this: FastifyRequest): User {
       const principal = this.principal as Principal | null;
       if (principal?.kind === 'user') return principal.user;
-      throw new Error(`${this.method} ${this.routeOptions.url ?? this.url} read the caller's user, but the caller is ${principal ? `the run of execution ${principal.executionId}` : 'not authenticated'}`);
+      const caller = !principal ? 'not authenticated' : principal.kind === 'run' ? `the run of execution ${principal.executionId}` : `project token ${principal.tokenId}`;
+      throw new Error(`${this.method} ${this.routeOptions.url ?? this.url} read the caller's user, but the caller is ${caller}`);
     },
   });
   app.addHook('onRoute', (route) => {
@@ -113,7 +150,7 @@ export function installAuth(app: FastifyInstance, credentials: Credentials): voi
   });
 }
 
-async function authenticate(req: FastifyRequest, { users, tickets, runs }: Credentials): Promise<Principal> {
+async function authenticate(req: FastifyRequest, { users, tickets, runs, projectTokens }: Credentials): Promise<Principal> {
   const config = req.routeOptions.config;
   const id = (req.params as { id?: string }).id;
   const ticket = config.terminalTicket ? (req.query as { ticket?: unknown }).ticket : undefined;
@@ -134,6 +171,10 @@ async function authenticate(req: FastifyRequest, { users, tickets, runs }: Crede
     // Its own execution only: any other is as absent as another user's.
     if (run.executionId !== id) throw new NotFoundError('execution', id ?? '');
     return run;
+  }
+  if (isProjectToken(token)) {
+    if (!config.projectToken) throw new UnauthorizedError("a project token is not accepted here: this route needs a user's token");
+    return projectTokens.authenticate(token);
   }
   const user = await users.byToken(token);
   if (!user) throw new UnauthorizedError('the bearer token is not valid');

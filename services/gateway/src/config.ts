@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import { busSettingsFromEnv, type BusSettings } from '@paddock/bus';
 import { ConfigError } from '@paddock/errors';
-import { planeDir, specKeyFile, tlsFilesFromEnv, type TlsFiles } from '@paddock/plane';
+import { llmKeyFile, planeDir, specKeyFile, tlsFilesFromEnv, type TlsFiles } from '@paddock/plane';
 import { findRuntime, RUNTIME_NAMES } from '@paddock/runtimes';
 import { adminTokenFile, artifactsDir, commonConfig, EnvReader, type CommonConfig, type Env } from '@paddock/config';
 
@@ -24,6 +24,18 @@ export interface GatewayConfig extends CommonConfig {
    * token), shared with the broker through PADDOCK_HOME/plane; made by `paddock up`, or at the first start.
    */
   readonly specKeyFile: string;
+  /**
+   * The key that seals an execution's LLM provider keys for billing's metering proxy (ExecutionAccount),
+   * shared with billing through PADDOCK_HOME/plane; made by `paddock up`, or at the first start.
+   */
+  readonly llmKeyFile: string;
+  /**
+   * Billing's metering proxy as an instance reaches it (the relay's loopback address inside it), without a
+   * trailing slash: every execution's provider base URLs point under it.
+   */
+  readonly llmProxyUrl: string;
+  /** billing's gRPC API (host:port, mutual TLS): costs, prices, budgets, and admission under hard budgets. */
+  readonly billingAddress: string;
   /** How long a terminal ticket can be used (once). */
   readonly terminalTicketTtlMs: number;
   /** Applied to a request that names none. */
@@ -52,10 +64,9 @@ export interface GatewayConfig extends CommonConfig {
   /** The embedded ingress: `{id}-{port}.{baseDomain}` reaches port `port` of instance `id` (src/ingress/). */
   readonly ingress: IngressConfig;
   /**
-   * Set when PADDOCK_BROKERS_VIA_XDS is on (with PADDOCK_XDS_URL, the ingress's control plane): brokers are
-   * dialled through it as `xds:///paddock-broker.<broker-id>`. Unset (the default), at the address each
-   * broker's heartbeat announces: off by default until a broker that was silent is reached again as fast
-   * through xDS as directly.
+   * Set when PADDOCK_XDS_URL names the control plane (the ingress's) and PADDOCK_BROKERS_VIA_XDS is not
+   * `false`: brokers are dialled through it as `xds:///paddock-broker.<broker-id>`. Unset, at the address
+   * each broker's heartbeat announces.
    */
   readonly brokerXdsAddress: string | undefined;
   /** The WS-TCP bridge (src/ports/bridge.ts): the tunnel route on a listener of its own; port 0: none. */
@@ -107,6 +118,9 @@ export function gatewayConfig(env: Env): GatewayConfig {
     retentionMs: read.int('PADDOCK_RETENTION_DAYS', 30, { min: 1, max: 36_500 }) * DAY_MS,
     secretKeyFile: read.string('PADDOCK_SECRET_KEY_FILE', join(common.home, 'secret-key')),
     specKeyFile: read.string('PADDOCK_SPEC_KEY_FILE', specKeyFile(common.home)),
+    llmKeyFile: read.string('PADDOCK_LLM_KEY_FILE', llmKeyFile(common.home)),
+    llmProxyUrl: llmProxyUrl(read.string('PADDOCK_LLM_PROXY_URL', 'http://127.0.0.1:4000')),
+    billingAddress: read.string('PADDOCK_BILLING_URL', '127.0.0.1:7074'),
     terminalTicketTtlMs: read.int('PADDOCK_TERMINAL_TICKET_TTL_MS', 60_000, { min: 1000, max: 3_600_000 }),
     defaults: Object.freeze({
       image: read.string('PADDOCK_DEFAULT_IMAGE', 'paddock/base:latest'),
@@ -126,7 +140,7 @@ export function gatewayConfig(env: Env): GatewayConfig {
     bus: busSettingsFromEnv(env),
     tls: tlsFilesFromEnv(env, 'gateway'),
     ingress,
-    brokerXdsAddress: read.bool('PADDOCK_BROKERS_VIA_XDS', false) && read.optional('PADDOCK_XDS_URL') !== undefined ? ingress.xdsAddress : undefined,
+    brokerXdsAddress: read.bool('PADDOCK_BROKERS_VIA_XDS', true) && read.optional('PADDOCK_XDS_URL') !== undefined ? ingress.xdsAddress : undefined,
     bridge: Object.freeze({ host: read.string('PADDOCK_BRIDGE_HOST', '127.0.0.1'), port: read.int('PADDOCK_BRIDGE_PORT', 8082, { max: 65_535 }) }),
   };
   const ports: [string, number][] = [
@@ -188,6 +202,14 @@ function ingressConfig(read: EnvReader, home: string): IngressConfig {
     publicUrl: publicUrl?.replace(/\/$/, ''),
     publicIngressUrl: publicIngressUrl?.replace(/\/$/, ''),
   });
+}
+
+function llmProxyUrl(value: string): string {
+  const url = URL.canParse(value) ? new URL(value) : undefined;
+  if (!url || (url.protocol !== 'http:' && url.protocol !== 'https:') || url.search !== '' || url.hash !== '' || url.username !== '') {
+    throw new ConfigError('PADDOCK_LLM_PROXY_URL', `expected the metering proxy's URL inside an instance, such as http://127.0.0.1:4000, got "${value}"`);
+  }
+  return value.replace(/\/+$/, '');
 }
 
 function containerRuntimeOf(value: string): 'runc' | 'gvisor' {

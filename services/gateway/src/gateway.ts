@@ -4,6 +4,8 @@ import { BlobStore } from '@paddock/blobs';
 import { Bus, type Subscription } from '@paddock/bus';
 import { createPool, migrate } from '@paddock/db';
 import { loadServiceTls, type ServiceTls } from '@paddock/plane';
+import { BillingApi } from './costs/billingApi.js';
+import { BudgetAdmission } from './costs/budgetAdmission.js';
 import { type Startup, waitFor } from '@paddock/service';
 import { unrecordedMetrics, type Logger, type Telemetry } from '@paddock/telemetry';
 import { buildApp } from './app.js';
@@ -24,7 +26,7 @@ import { PortVisibilityStore } from './ports/portVisibilityStore.js';
 import { BrokerDirectory } from './instances/brokers.js';
 import { TicketStore } from './instances/ticketStore.js';
 import { RetentionCleaner } from './retention.js';
-import { SecretBox, SpecKey } from '@paddock/secrets';
+import { LlmKey, SecretBox, SpecKey } from '@paddock/secrets';
 import { SecretStore } from './secrets/secretStore.js';
 import { ensureAdmin } from './users/adminToken.js';
 import { UserStore } from './users/userStore.js';
@@ -87,7 +89,15 @@ async function serveOn(
   const store = new ExecutionStore(pool);
   const secrets = new SecretStore(pool, await SecretBox.fromFile(config.secretKeyFile));
   const blobs = new BlobStore(config.blobsDir);
-  const executions = new ExecutionService(store, secrets, await SpecKey.fromFile(config.specKeyFile), bus, config, log, blobs);
+  // Read at start, so that a key file that cannot be read is a setting to fix before any request comes.
+  const llmKey = await LlmKey.fromFile(config.llmKeyFile);
+  // Short calls: a submit waits for its budget check, and billing answers from indexes.
+  const billing = new BillingApi(config.billingAddress, tls, { deadlineMs: 3_000 });
+  const executions = new ExecutionService(store, secrets, await SpecKey.fromFile(config.specKeyFile), bus, config, log, {
+    blobs,
+    llmKey,
+    admission: new BudgetAdmission(billing),
+  });
   const cleaner = new RetentionCleaner(pool, store, blobs, config.retentionMs, log);
   cleaner.start();
   const health = new HealthWatch(pool, bus);
@@ -118,6 +128,7 @@ async function serveOn(
     bus,
     health,
     metrics,
+    billing,
     ...(telemetry ? { scrapeMetrics: () => telemetry.metricsHandler() } : {}),
     ports: {
       visibility: new PortVisibilityStore(pool),
@@ -127,7 +138,12 @@ async function serveOn(
     serverFactory: listener.serverFactory,
   });
   const ingressTokens = new IngressTokens(ingressKey, config.ingress.sessionTtlMs);
-  await app.register(ingressTicketRoutes, { store, tokens: ingressTokens, ingress: config.ingress });
+  await app.register(ingressTicketRoutes, {
+    store,
+    tokens: ingressTokens,
+    ingress: config.ingress,
+    inProjectOf: (instanceId, userId) => executions.tenancy.userInProjectOf(instanceId, userId),
+  });
   await app.ready();
   listener.serve();
   const url = listener.url;
@@ -141,6 +157,7 @@ async function serveOn(
       clearInterval(relay);
       await cleaner.stop();
       await app.close();
+      billing.close();
       await bridge?.close();
       await listener.close();
       await health.stop();
@@ -165,6 +182,7 @@ async function serveOn(
         tls,
         userOfToken: async (token) => (await users.byToken(token))?.id ?? null,
         ownerOf: async (instanceId) => (await store.get(instanceId, null))?.ownerId ?? null,
+        inProjectOf: (instanceId, userId) => executions.tenancy.userInProjectOf(instanceId, userId),
         loginUrl,
         log,
         onNack: () => metrics.errorOccurred('XdsNack'),

@@ -1,11 +1,11 @@
 // The REST API as callers and the other services see it: buildApp wired as startGateway wires it, on a
 // real PostgreSQL and nats-server, driven with app.inject().
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { after, before, test } from 'node:test';
 import type { FastifyInstance, LightMyRequestResponse } from 'fastify';
 import { Bus, topics, type Subscription } from '@paddock/bus';
-import { ExecutionKind, ExecutionRequested, ExecutionState, NetworkMode, type ExecutionStateChanged } from '@paddock/proto';
+import { ExecutionAccount, ExecutionKind, ExecutionRequested, ExecutionState, NetworkMode, type ExecutionStateChanged } from '@paddock/proto';
 import { buildApp } from '../src/app.js';
 import { ExecutionService } from '../src/executions/executionService.js';
 import { ExecutionStore } from '../src/executions/executionStore.js';
@@ -15,6 +15,7 @@ import { SecretBox, SpecKey, unsealSpec } from '@paddock/secrets';
 import { BrokerDirectory } from '../src/instances/brokers.js';
 import { TicketStore } from '../src/instances/ticketStore.js';
 import { SecretStore } from '../src/secrets/secretStore.js';
+import { TenancyStore } from '../src/tenancy/tenancyStore.js';
 import { UserStore, type User } from '../src/users/userStore.js';
 import { startTelemetry, type Telemetry } from '@paddock/telemetry';
 import { loadServiceTls } from '@paddock/plane';
@@ -79,6 +80,8 @@ after(async () => {
 interface View {
   id: string;
   owner: string;
+  projectId: string;
+  teamId: string;
   kind: string;
   state: string;
   exitCode: number | null;
@@ -139,6 +142,9 @@ test('POST /api/v1/executions stores the request, answers 201 at once and publis
   });
   assert.match(ex.id, /^[0-9a-z]{22}$/);
   assert.equal(ex.owner, alice.user.id);
+  const personal = (await new TenancyStore(stack.pool).personalProjectOf(alice.user.id))!;
+  assert.equal(ex.projectId, personal.id, "a request that names no project goes to the caller's personal one");
+  assert.equal(ex.teamId, personal.teamId);
   assert.equal(ex.kind, 'python');
   assert.equal(ex.state, 'queued');
   assert.equal(ex.command, null);
@@ -163,9 +169,26 @@ test('POST /api/v1/executions stores the request, answers 201 at once and publis
   assert.equal(spec.script, 'print(open("data/in.txt").read())');
   assert.equal(Buffer.from(spec.files['data/in.txt']!).toString(), 'hello');
   assert.deepEqual(spec.env, {}, 'env values travel sealed, not in clear');
-  const { PADDOCK_RUN_TOKEN: runToken, ...env } = unsealSpec(spec, specKey, ex.id).env;
+  const { PADDOCK_RUN_TOKEN: runToken, PADDOCK_LLM_KEY: llmKey, PADDOCK_LLM_URL: llmUrl, OPENAI_API_KEY, ANTHROPIC_API_KEY, GEMINI_API_KEY, OPENAI_BASE_URL, ANTHROPIC_BASE_URL, GOOGLE_GEMINI_BASE_URL, ...env } =
+    unsealSpec(spec, specKey, ex.id).env;
   assert.deepEqual(env, { API_KEY: 'secret-value', MODE: 'test' }, 'the broker gets the values');
   assert.match(runToken ?? '', new RegExp(`^prt_${ex.id}_`), "and the execution's run token beside them");
+  assert.match(llmKey ?? '', /^plk_[A-Za-z0-9_-]{32}$/, 'and a run key for the metering proxy');
+  assert.equal(llmUrl, 'http://127.0.0.1:4000', "and the metering proxy's loopback address");
+  assert.deepEqual(
+    [OPENAI_API_KEY, ANTHROPIC_API_KEY, GEMINI_API_KEY, OPENAI_BASE_URL, ANTHROPIC_BASE_URL, GOOGLE_GEMINI_BASE_URL],
+    [undefined, undefined, undefined, undefined, undefined, undefined],
+    'a job with no provider key gets no provider wiring',
+  );
+  const accountMessage = await scheduler.jsm.streams.getMessage('PADDOCK_EXECUTIONS', { last_by_subj: topics.executionAccount.subject(ex.id) });
+  assert.equal(accountMessage.header.get('Nats-Msg-Id'), `${ex.id}.account`);
+  const account = ExecutionAccount.decode(accountMessage.data);
+  assert.ok(accountMessage.seq > (await scheduler.jsm.streams.getMessage('PADDOCK_EXECUTIONS', { last_by_subj: topics.executionRequested.subject(ex.id) })).seq, 'the account comes after the request');
+  assert.deepEqual(
+    { ...account, sealedLlmCredentials: account.sealedLlmCredentials.length },
+    { executionId: ex.id, ownerId: alice.user.id, projectId: personal.id, teamId: personal.teamId, workflowId: '', llmKeySha256: createHash('sha256').update(llmKey!).digest('hex'), sealedLlmCredentials: 0, requestedAtMs: Date.parse(ex.createdAt) },
+    'billing learns whom to bill and the run key, and no provider key, since there is none',
+  );
   assert.equal(spec.cpuMillis, 500);
   assert.equal(spec.memoryBytes, 1024 * 1024 * 1024);
   assert.equal(spec.timeoutMs, 3_600_000);
@@ -306,6 +329,24 @@ const README_ROUTES = [
   'post /api/v1/instances/{id}/exec',
   'get /api/v1/instances/{id}/tunnel',
   'get /terminal/{id}',
+  'get /api/v1/teams',
+  'post /api/v1/teams',
+  'get /api/v1/teams/{id}',
+  'delete /api/v1/teams/{id}',
+  'post /api/v1/teams/{id}/members',
+  'patch /api/v1/teams/{id}/members/{userId}',
+  'delete /api/v1/teams/{id}/members/{userId}',
+  'get /api/v1/projects',
+  'post /api/v1/projects',
+  'get /api/v1/projects/{id}',
+  'patch /api/v1/projects/{id}',
+  'delete /api/v1/projects/{id}',
+  'get /api/v1/projects/{id}/tokens',
+  'post /api/v1/projects/{id}/tokens',
+  'delete /api/v1/projects/{id}/tokens/{tokenId}',
+  'put /api/v1/projects/{id}/secrets/{name}',
+  'get /api/v1/projects/{id}/secrets',
+  'delete /api/v1/projects/{id}/secrets/{name}',
 ];
 
 /** Every route the app serves, as "method /open/{api}/path", read from Fastify's own route tree. */
@@ -339,7 +380,7 @@ test('the OpenAPI document, served without a token, lists every route with its s
   const doc = r.json<{ openapi: string; paths: Record<string, Record<string, Operation>>; components: { securitySchemes: Record<string, object> } }>();
   assert.equal(doc.openapi, '3.0.3');
   const schemes = doc.components.securitySchemes;
-  assert.deepEqual(Object.keys(schemes).sort(), ['bearer', 'runToken', 'terminalTicket']);
+  assert.deepEqual(Object.keys(schemes).sort(), ['bearer', 'projectToken', 'runToken', 'terminalTicket']);
   assert.deepEqual({ ...schemes['bearer'], description: undefined }, { type: 'http', scheme: 'bearer', description: undefined });
   assert.deepEqual({ ...schemes['terminalTicket'], description: undefined }, { type: 'apiKey', in: 'query', name: 'ticket', description: undefined });
 
@@ -385,7 +426,7 @@ test('the OpenAPI document, served without a token, lists every route with its s
   }
 
   const list = doc.paths['/api/v1/executions']!['get']!;
-  assert.deepEqual(list.parameters?.filter((p) => p.in === 'query').map((p) => p.name).sort(), ['cursor', 'limit', 'state']);
+  assert.deepEqual(list.parameters?.filter((p) => p.in === 'query').map((p) => p.name).sort(), ['cursor', 'limit', 'project', 'state']);
   const logs = doc.paths['/api/v1/executions/{id}/logs']!['get']!;
   assert.deepEqual(logs.parameters?.find((p) => p.name === 'follow')?.schema.enum, ['true', 'false']);
   assert.ok(logs.responses['200']?.content?.['text/plain'], 'logs are text/plain');
@@ -395,13 +436,31 @@ test('the OpenAPI document, served without a token, lists every route with its s
 
   // Who may call what, as the authentication hook enforces it.
   assert.deepEqual(doc.paths['/healthz']!['get']!.security, [], 'health is public');
-  assert.deepEqual(doc.paths['/api/v1/executions/{id}']!['get']!.security, [{ bearer: [] }, { runToken: [] }], 'a run reads its own execution');
+  assert.deepEqual(doc.paths['/api/v1/executions/{id}']!['get']!.security, [{ bearer: [] }, { runToken: [] }, { projectToken: [] }], 'a run reads its own execution');
   const runTokenRoutes = listed.filter((route) => {
     const [method, path] = route.split(' ') as [string, string];
     return doc.paths[path]![method]!.security?.some((s) => 'runToken' in s);
   });
   assert.deepEqual(runTokenRoutes, ['get /api/v1/executions/{id}'], 'the run token is accepted there and nowhere else');
-  assert.deepEqual(doc.paths['/api/v1/executions']!['get']!.security, [{ bearer: [] }]);
+  assert.deepEqual(doc.paths['/api/v1/executions']!['get']!.security, [{ bearer: [] }, { projectToken: [] }]);
+  const projectTokenRoutes = listed.filter((route) => {
+    const [method, path] = route.split(' ') as [string, string];
+    return doc.paths[path]![method]!.security?.some((s) => 'projectToken' in s);
+  });
+  assert.deepEqual(
+    projectTokenRoutes.sort(),
+    [
+      'get /api/v1/executions',
+      'get /api/v1/executions/{id}',
+      'get /api/v1/executions/{id}/artifacts.zip',
+      'get /api/v1/executions/{id}/logs',
+      'get /api/v1/projects',
+      'get /api/v1/projects/{id}',
+      'post /api/v1/executions',
+      'post /api/v1/executions/{id}/cancel',
+    ],
+    'a project token is accepted on the executions API and on its project, and nowhere else',
+  );
   const key = create.parameters?.find((p) => p.in === 'header' && p.name === 'idempotency-key');
   assert.ok(key && !key.required, 'POST /api/v1/executions takes an optional Idempotency-Key');
 });

@@ -1,8 +1,9 @@
 // The gateway's BrokerDirectory finds brokers through a real services/xds, run in this process, as a real
 // @grpc/grpc-js-xds client: `xds:///paddock-broker.<id>`, over mutual TLS with the gateway's certificate of
 // a plane made here, to broker stand-ins whose heartbeats go over a real nats-server. Access, Exec and
-// Relay reach the broker; the channel follows it to a new address; while the control plane is away, a
-// broker already reached stays reachable, and one never reached is refused in bounded time, then reached.
+// Relay reach the broker; the channel follows it to a new address; a broker the control plane dropped while
+// it was silent is refused at once, then reached as soon as it beats again; while the control plane is away,
+// a broker already reached stays reachable, and one never reached is refused in bounded time, then reached.
 import assert from 'node:assert/strict';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -112,11 +113,13 @@ after(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-test('with PADDOCK_BROKERS_VIA_XDS and PADDOCK_XDS_URL the gateway finds brokers through xDS; otherwise it dials their heartbeat addresses', () => {
+test('with PADDOCK_XDS_URL the gateway finds brokers through xDS unless PADDOCK_BROKERS_VIA_XDS is false; otherwise it dials their heartbeat addresses', () => {
   const home = { PADDOCK_HOME: dir };
+  assert.equal(gatewayConfig({ ...home, PADDOCK_XDS_URL: 'grpc://127.0.0.1:18001' }).brokerXdsAddress, '127.0.0.1:18001', 'on by default');
   assert.equal(gatewayConfig({ ...home, PADDOCK_XDS_URL: 'grpc://127.0.0.1:18001', PADDOCK_BROKERS_VIA_XDS: 'true' }).brokerXdsAddress, '127.0.0.1:18001');
-  assert.equal(gatewayConfig({ ...home, PADDOCK_XDS_URL: 'grpc://127.0.0.1:18001' }).brokerXdsAddress, undefined, 'off unless asked for');
-  assert.equal(gatewayConfig(home).brokerXdsAddress, undefined);
+  assert.equal(gatewayConfig({ ...home, PADDOCK_XDS_URL: 'grpc://127.0.0.1:18001', PADDOCK_BROKERS_VIA_XDS: 'false' }).brokerXdsAddress, undefined, 'turned off');
+  assert.equal(gatewayConfig(home).brokerXdsAddress, undefined, 'no control plane named');
+  assert.equal(gatewayConfig({ ...home, PADDOCK_BROKERS_VIA_XDS: 'true' }).brokerXdsAddress, undefined);
   assert.equal(gatewayConfig(home).ingress.xdsAddress, '127.0.0.1:18000', 'the ingress keeps its default');
 });
 
@@ -150,6 +153,43 @@ test('access, exec and relay reach a broker as xds:///paddock-broker.<id>, over 
   assert.equal(await echo(moved, 'pong'), 'pong');
   moved.destroy();
   assert.equal(second.calls.at(-1)?.caller, 'gateway');
+});
+
+test('a broker the control plane dropped while it was silent is refused at once, and reached again as soon as it beats again', { timeout: 60_000 }, async () => {
+  // It answers all along: only its heartbeats stop, as those of a broker that was frozen and resumed.
+  const silent = await standIn('silent');
+  beating.set('b4', () => silent.address);
+  await eventually('exec on b4', async () => ((await exec('b4', 'e4')) === 'silent ran whoami' ? true : undefined));
+
+  // Silent for longer than the control plane keeps a broker (2 s here), not as long as the directory does (10 s).
+  beating.delete('b4');
+  await eventually('b4 dropped by the control plane', async () => (xds?.state.state().brokers.has('b4') ? undefined : true));
+  const refused = await eventually('exec on b4 refused', async () => {
+    const startedMs = Date.now();
+    try {
+      await exec('b4', 'e4');
+      return undefined;
+    } catch (err) {
+      return { err, tookMs: Date.now() - startedMs };
+    }
+  });
+  assert.ok(refused.err instanceof UnavailableError, `expected UnavailableError, got ${String(refused.err)}`);
+  assert.ok(refused.tookMs < 1_000, `a broker the control plane dropped is refused at once, not waited for (${refused.tookMs} ms)`);
+  const callsBefore = silent.calls.length;
+
+  // Its heartbeats come back, with the same listener, cluster and address as before it went silent.
+  beating.set('b4', () => silent.address);
+  await eventually('exec on b4 once it beats again', async () => ((await exec('b4', 'e4')) === 'silent ran whoami' ? true : undefined), 10_000);
+  const relay = await directory.relay('b4', 'e4', 22);
+  assert.equal(await echo(relay, 'back'), 'back');
+  relay.destroy();
+  assert.deepEqual(
+    silent.calls.slice(callsBefore).map((c) => [c.method, c.caller]),
+    [
+      ['exec', 'gateway'],
+      ['relay', 'gateway'],
+    ],
+  );
 });
 
 test('while the control plane restarts, a broker reached before stays reachable, and one never reached waits for it', { timeout: 60_000 }, async () => {

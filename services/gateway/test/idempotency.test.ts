@@ -193,7 +193,7 @@ test('a key is free again after its 24 h, and a request refused before anything 
   const refusedKey = randomUUID();
   const needsSecret = { kind: 'shell', command: 'true', secrets: ['DEPLOY_KEY'] };
   assert.equal((await post(alice.token, needsSecret, refusedKey)).statusCode, 400);
-  await new SecretStore(stack.pool, secretBox).put(alice.user.id, 'DEPLOY_KEY', 'k');
+  await new SecretStore(stack.pool, secretBox).put({ user: alice.user.id }, 'DEPLOY_KEY', 'k');
   const retried = await post(alice.token, needsSecret, refusedKey);
   assert.equal(retried.statusCode, 201, retried.body);
   assert.equal(retried.headers['idempotent-replayed'], undefined);

@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { test } from 'node:test';
 import { signShareToken } from '../src/ports/shareLinks.js';
-import { acceptsHtml, mayReach, needsOwner, refusal, type Caller } from '../src/ingress/access.js';
+import { acceptsHtml, mayReach, needsOwner, needsProject, refusal, type Caller } from '../src/ingress/access.js';
 import {
   cookieValues,
   downstreamHeaders,
@@ -37,8 +37,14 @@ test('a private port: its owner, or a share link of that very port; no one else'
   assert.equal(mayReach(port('private'), 3000, user(OWNER), null), false, 'an instance with no execution row has no owner');
 });
 
-test('a project port is private until projects exist; a public port is anyone\'s', () => {
-  assert.equal(mayReach(port('project'), 3000, user(OTHER), OWNER), false);
+test("a project port is its project members' and its owner's; a public port is anyone's", () => {
+  assert.equal(mayReach(port('project'), 3000, user(OTHER), OWNER), false, 'outside the project');
+  assert.equal(mayReach(port('project'), 3000, user(OTHER), OWNER, true), true, 'a member of the project');
+  assert.equal(mayReach(port('private'), 3000, user(OTHER), OWNER, true), false, 'a private port stays the owner\'s');
+  assert.equal(mayReach(port('project'), 3000, nobody, OWNER, true), false, 'no user, no project');
+  assert.equal(needsProject(port('project'), user(OTHER), OWNER), true);
+  assert.equal(needsProject(port('project'), user(OWNER), OWNER), false, 'the owner needs no lookup');
+  assert.equal(needsProject(port('private'), user(OTHER), OWNER), false);
   assert.equal(mayReach(port('project'), 3000, user(OWNER), OWNER), true);
   assert.equal(mayReach(port('public'), 3000, nobody, null), true);
   assert.equal(mayReach(port('public'), 3000, user(OTHER), OWNER), true);

@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { freePort } from '@paddock/testkit';
 import { startGateway, type StartedGateway } from '../src/gateway.js';
+import { TenancyStore } from '../src/tenancy/tenancyStore.js';
 import { UserStore } from '../src/users/userStore.js';
 import { eventually, startTestPlane, type TestPlane } from './ingressPlane.js';
 import { startTestStack, type TestStack } from './testStack.js';
@@ -18,6 +19,8 @@ let gateway: StartedGateway;
 let ingressPort: number;
 let alice: string;
 let bob: string;
+/** A viewer in alice's team: a member of the project her instance runs in. */
+let carol: string;
 let admin: string;
 let instanceId: string;
 
@@ -27,8 +30,14 @@ before(async () => {
   ingressPort = await freePort();
   gateway = await startGateway(stack.config({ PADDOCK_INGRESS_PORT: String(ingressPort), PADDOCK_BRIDGE_PORT: '0', PADDOCK_XDS_URL: `grpc://${plane.address}` }), stack.log);
   const users = new UserStore(stack.pool);
-  alice = (await users.create('alice')).token;
+  const made = await users.create('alice');
+  alice = made.token;
   bob = (await users.create('bob')).token;
+  const carolMade = await users.create('carol');
+  carol = carolMade.token;
+  const tenancy = new TenancyStore(stack.pool);
+  const personal = await tenancy.personalProjectOf(made.user.id);
+  await tenancy.addMember(personal!.teamId, carolMade.user.id, 'viewer');
   admin = (await readFile(join(stack.home, 'admin-token'), 'utf8')).trim();
   const created = await gateway.app.inject({
     method: 'POST',
@@ -72,7 +81,7 @@ test('the ingress key is made at the first start: 32 random bytes, mode 0600, be
   assert.equal(Buffer.from((await readFile(file, 'utf8')).trim(), 'base64').length, 32);
 });
 
-test('a login ticket is for the owner of a running instance only; any other caller gets what the API always says', async () => {
+test("a login ticket is for the owner of a running instance and its project's members; any other caller gets what the API always says", async () => {
   const host = `${instanceId}-8000.localhost:${ingressPort}`;
   const mine = await ticket(alice, host);
   assert.equal(mine.statusCode, 201, mine.body);
@@ -85,7 +94,8 @@ test('a login ticket is for the owner of a running instance only; any other call
   assert.equal(mine.headers['cache-control'], 'no-store');
   assert.equal((await ticket(alice, `8000-${instanceId}.LOCALHOST`)).statusCode, 201, "E2B's form");
   assert.equal((await ticket(bob, host)).statusCode, 404, "another user's instance");
-  assert.equal((await ticket(admin, host)).statusCode, 404, 'the admin is no owner of it either');
+  assert.equal((await ticket(admin, host)).statusCode, 404, 'the admin is no owner of it either, nor a member of its team');
+  assert.equal((await ticket(carol, host)).statusCode, 201, "a member of the instance's project (its ports' visibility decides what her session opens)");
   assert.equal((await ticket(alice, 'nothing0000000000000000-8000.localhost')).statusCode, 404);
   assert.equal((await ticket(alice, `${instanceId}-8000.example.com`)).statusCode, 400, 'not a host of this ingress');
   assert.equal((await ticket(alice, `${instanceId}-0.localhost`)).statusCode, 400, 'port out of range');

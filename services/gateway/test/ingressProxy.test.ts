@@ -21,6 +21,7 @@ const HOST = `${INSTANCE}-3000.localhost`;
 const LOGIN_URL = 'http://gateway.test:7070/ui/ingress/login';
 const USERS: Record<string, string> = { pdk_alice: 'alice', pdk_bob: 'bob' };
 const OWNERS: Record<string, string> = { [INSTANCE]: 'alice' };
+const PROJECT_MEMBERS: Record<string, string[]> = { [INSTANCE]: ['alice', 'bob'] };
 
 let plane: TestPlane;
 let routes: XdsRouteClient;
@@ -74,7 +75,7 @@ before(async () => {
   plane = await startTestPlane();
   plane.beat('b1', '127.0.0.1:7001', [INSTANCE]);
   plane.ports(INSTANCE, 'b1', [3000, 4000]);
-  routes = new XdsRouteClient({ address: plane.address, baseDomain: 'localhost', log, nodeId: 'gateway-test' });
+  routes = new XdsRouteClient({ address: plane.address, log, nodeId: 'gateway-test' });
   routes.start();
   await eventually('port 3000 routed', () => (routes.table?.match(HOST, '/')?.kind === 'port' ? true : undefined));
   // Port 3000 has the application; on port 4000 the server has just gone, the routes do not know it yet.
@@ -95,6 +96,7 @@ before(async () => {
     tokens,
     userOfToken: async (token) => USERS[token] ?? null,
     ownerOf: async (id) => OWNERS[id] ?? null,
+    inProjectOf: async (id, userId) => PROJECT_MEMBERS[id]?.includes(userId) ?? false,
     loginUrl: LOGIN_URL,
     log,
   });
@@ -242,6 +244,21 @@ test('a public port is open to anyone', async () => {
     plane.state.setPortVisibility(INSTANCE, 3000, 'private');
     await eventually('private again', () => (JSON.stringify(routes.table?.match(HOST, '/')).includes('private') ? true : undefined));
   }
+});
+
+test("a project port is open to the project's members, not to other users", async () => {
+  plane.state.setPortVisibility(INSTANCE, 3000, 'project');
+  try {
+    await eventually('project', () => (JSON.stringify(routes.table?.match(HOST, '/')).includes('project') ? true : undefined));
+    assert.equal((await call('/open', { headers: bob })).status, 200, 'bob is a member of the project');
+    assert.equal((await call('/open', { headers: alice })).status, 200, 'the owner');
+    assert.equal((await call('/open', { headers: { authorization: 'Bearer pdk_unknown' } })).status, 404);
+    assert.equal((await call('/open')).status, 404, 'no credential');
+  } finally {
+    plane.state.setPortVisibility(INSTANCE, 3000, 'private');
+    await eventually('private again', () => (JSON.stringify(routes.table?.match(HOST, '/')).includes('private') ? true : undefined));
+  }
+  assert.equal((await call('/open', { headers: bob })).status, 404, 'private again: the owner only');
 });
 
 test('a running instance with nothing on the port: 502 with a page that says so, to its owner only', async () => {

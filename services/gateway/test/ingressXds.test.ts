@@ -11,7 +11,7 @@ import { eventually, log, startTestPlane } from './ingressPlane.js';
 const CLUSTER = 'paddock-relay.b1';
 
 function startClient(address: string): XdsRouteClient {
-  const client = new XdsRouteClient({ address, baseDomain: 'localhost', log, nodeId: 'gateway-test' });
+  const client = new XdsRouteClient({ address, log, nodeId: 'gateway-test' });
   client.start();
   return client;
 }

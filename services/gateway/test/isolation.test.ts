@@ -6,8 +6,8 @@ import { randomBytes } from 'node:crypto';
 import { after, before, test } from 'node:test';
 import type { FastifyInstance, LightMyRequestResponse } from 'fastify';
 import { Bus, topics } from '@paddock/bus';
-import { ContainerRuntime, ExecutionRequested } from '@paddock/proto';
-import { SecretBox, SpecKey, unsealSpec } from '@paddock/secrets';
+import { ContainerRuntime, ExecutionAccount, ExecutionRequested, LlmCredentials } from '@paddock/proto';
+import { LlmKey, SecretBox, SpecKey, unsealSpec } from '@paddock/secrets';
 import { loadServiceTls } from '@paddock/plane';
 import { buildApp } from '../src/app.js';
 import { ExecutionService } from '../src/executions/executionService.js';
@@ -26,6 +26,12 @@ let store: ExecutionStore;
 let secretBox: SecretBox;
 /** What the gateway seals specs with, for the broker; not the secrets' key. */
 const specKey = SpecKey.withKey(randomBytes(32));
+/** What the gateway seals provider keys with, for billing's metering proxy. */
+const llmKey = LlmKey.withKey(randomBytes(32));
+/** What every execution's environment holds for the metering proxy, beside its own variables. */
+/** What every execution gets for the metering proxy, and what one with an OpenAI key gets besides. */
+const LLM_WIRING = ['PADDOCK_LLM_KEY', 'PADDOCK_LLM_URL'];
+const OPENAI_WIRING = ['OPENAI_API_KEY', 'OPENAI_BASE_URL'];
 let alice: { user: User; token: string };
 let bob: { user: User; token: string };
 
@@ -43,7 +49,7 @@ before(async () => {
     config,
     log: stack.log,
     users,
-    executions: new ExecutionService(store, secrets, specKey, bus, config, stack.log),
+    executions: new ExecutionService(store, secrets, specKey, bus, config, stack.log, { llmKey }),
     store,
     secrets,
     brokers: new BrokerDirectory(bus, await loadServiceTls(config.tls)),
@@ -77,7 +83,10 @@ async function submit(token: string, body: object): Promise<{ id: string; contai
 async function specOnBus(id: string) {
   const m = await bus.jsm.streams.getMessage('PADDOCK_EXECUTIONS', { last_by_subj: topics.executionRequested.subject(id) });
   const { spec } = ExecutionRequested.decode(m.data);
-  return { sealed: spec!, opened: unsealSpec(spec!, specKey, id) };
+  const a = await bus.jsm.streams.getMessage('PADDOCK_EXECUTIONS', { last_by_subj: topics.executionAccount.subject(id) });
+  const account = ExecutionAccount.decode(a.data);
+  const providerKeys = account.sealedLlmCredentials.length === 0 ? {} : LlmCredentials.decode(Buffer.from(llmKey.open(account.sealedLlmCredentials, id), 'base64')).keys;
+  return { sealed: spec!, opened: unsealSpec(spec!, specKey, id), providerKeys };
 }
 
 async function count(ownerId: string): Promise<number> {
@@ -138,7 +147,8 @@ test('only the secrets a request names enter its environment; the request env wi
   assert.deepEqual(agent.secrets, ['OPENAI_API_KEY', 'SHARED']);
   const { sealed, opened } = await specOnBus(agent.id);
   assert.deepEqual(sealed.env, {}, 'nothing travels in clear');
-  assert.equal(opened.env['OPENAI_API_KEY'], 'sk-alice');
+  assert.match(opened.env['OPENAI_API_KEY'] ?? '', /^plk_/, "the container gets the run key in the provider key's place");
+  assert.deepEqual((await specOnBus(agent.id)).providerKeys, { openai: 'sk-alice' }, 'and the real key goes to the metering proxy, sealed');
   assert.equal(opened.env['SHARED'], 'from-request');
   assert.equal(opened.env['GITHUB_TOKEN'], undefined, 'a secret the request did not name stays out');
   const view = await call('GET', `/api/v1/executions/${agent.id}`, alice.token);
@@ -146,16 +156,19 @@ test('only the secrets a request names enter its environment; the request env wi
 
   // A job gets named secrets too, and an agent that names none gets none.
   const job = await submit(alice.token, { kind: 'shell', command: 'true', secrets: ['GITHUB_TOKEN'] });
-  assert.deepEqual(Object.keys((await specOnBus(job.id)).opened.env).sort(), ['GITHUB_TOKEN', 'PADDOCK_RUN_TOKEN']);
+  assert.deepEqual(Object.keys((await specOnBus(job.id)).opened.env).sort(), ['GITHUB_TOKEN', ...LLM_WIRING, 'PADDOCK_RUN_TOKEN'].sort());
   const bare = await submit(alice.token, { kind: 'agent', prompt: 'hi' });
-  assert.deepEqual(Object.keys((await specOnBus(bare.id)).opened.env), ['PADDOCK_RUN_TOKEN']);
+  assert.deepEqual(Object.keys((await specOnBus(bare.id)).opened.env).sort(), [...LLM_WIRING, ...OPENAI_WIRING, 'PADDOCK_RUN_TOKEN'].sort(), 'no stored secret enters it');
+  assert.deepEqual((await specOnBus(bare.id)).providerKeys, { openai: 'sk-alice' }, "an agent's provider keys are looked up by name for the proxy");
+  assert.deepEqual((await specOnBus(job.id)).providerKeys, {}, "a job's are not: it names what it uses");
 
   const before = await count(bob.user.id);
   const missing = await call('POST', '/api/v1/executions', bob.token, { kind: 'agent', prompt: 'hi', secrets: ['OPENAI_API_KEY', 'ANTHROPIC_API_KEY'] });
   assert.equal(missing.statusCode, 400, "alice's secrets are not bob's");
   assert.deepEqual(errorOf(missing), {
     code: 'unknown_secret',
-    message: 'no secrets named "OPENAI_API_KEY", "ANTHROPIC_API_KEY": store them first (PUT /api/v1/secrets/{name}), or leave them out of "secrets"',
+    message:
+      'no secrets named "OPENAI_API_KEY", "ANTHROPIC_API_KEY": store them first (PUT /api/v1/secrets/{name}, or PUT /api/v1/projects/{id}/secrets/{name} for the project\'s), or leave them out of "secrets"',
   });
   assert.equal(await count(bob.user.id), before, 'nothing stored');
   const reserved = await call('POST', '/api/v1/executions', alice.token, { kind: 'shell', command: 'true', env: { PADDOCK_RUN_TOKEN: 'forged' } });

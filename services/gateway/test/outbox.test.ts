@@ -6,7 +6,7 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { Bus, topics } from '@paddock/bus';
-import { ExecutionKind, ExecutionRequested, type ExecutionSpec } from '@paddock/proto';
+import { ExecutionAccount, ExecutionKind, ExecutionRequested, type ExecutionSpec } from '@paddock/proto';
 import { SecretBox, SpecKey } from '@paddock/secrets';
 import { loadServiceTls } from '@paddock/plane';
 import { buildApp } from '../src/app.js';
@@ -19,6 +19,7 @@ import { newId } from '../src/ids.js';
 import { BrokerDirectory } from '../src/instances/brokers.js';
 import { TicketStore } from '../src/instances/ticketStore.js';
 import { SecretStore } from '../src/secrets/secretStore.js';
+import { TenancyStore } from '../src/tenancy/tenancyStore.js';
 import { UserStore } from '../src/users/userStore.js';
 import { startTestStack, type TestStack } from './testStack.js';
 
@@ -77,11 +78,18 @@ test('a request accepted while NATS is down is answered 201 and published once N
     assert.equal(message.spec?.kind, ExecutionKind.EXECUTION_KIND_SHELL);
     assert.equal(message.spec?.command, 'echo from the outbox');
     assert.equal(message.requestedAtMs, new Date(created.json<{ createdAt: string }>().createdAt).getTime());
+    // Its account follows it, stored with the row when it was accepted.
+    const accountSubject = topics.executionAccount.subject(id);
+    const account = ExecutionAccount.decode((await reader.jsm.streams.getMessage('PADDOCK_EXECUTIONS', { last_by_subj: accountSubject })).data);
+    assert.equal(account.executionId, id);
+    assert.equal(account.projectId, created.json<{ projectId: string }>().projectId);
+    assert.equal(account.requestedAtMs, message.requestedAtMs);
+    assert.match(account.llmKeySha256, /^[0-9a-f]{64}$/);
 
-    // Two more turns of the relay (every 2 s) must not publish it again.
+    // Two more turns of the relay (every 2 s) must not publish either again.
     await new Promise((r) => setTimeout(r, 4_500));
-    const info = await reader.jsm.streams.info('PADDOCK_EXECUTIONS', { subjects_filter: subject });
-    assert.deepEqual(info.state.subjects, { [subject]: 1 });
+    const info = await reader.jsm.streams.info('PADDOCK_EXECUTIONS', { subjects_filter: `paddock.v1.execution.${id}.*` });
+    assert.deepEqual(info.state.subjects, { [subject]: 1, [accountSubject]: 1 });
   } finally {
     await gateway.stop();
     await reader?.drain();
@@ -121,9 +129,17 @@ test('a row that can never be published fails its execution with a reason, and t
 
     await service.relayOutbox();
 
+    const personal = (await new TenancyStore(stack.pool).personalProjectOf(user.id))!;
     for (const [id, n] of [[first, 1], [second, 2]] as const) {
       const stored = await bus.jsm.streams.getMessage('PADDOCK_EXECUTIONS', { last_by_subj: topics.executionRequested.subject(id) });
-      assert.equal(ExecutionRequested.decode(stored.data).spec?.command, `echo good ${n}`);
+      const requested = ExecutionRequested.decode(stored.data);
+      assert.equal(requested.spec?.command, `echo good ${n}`);
+      // Stored without an account, as a row of the release before accounts: billed to its project, with no LLM access.
+      const account = ExecutionAccount.decode((await bus.jsm.streams.getMessage('PADDOCK_EXECUTIONS', { last_by_subj: topics.executionAccount.subject(id) })).data);
+      assert.deepEqual(
+        { ...account, sealedLlmCredentials: account.sealedLlmCredentials.length },
+        { executionId: id, ownerId: user.id, projectId: personal.id, teamId: personal.teamId, workflowId: '', llmKeySha256: '', sealedLlmCredentials: 0, requestedAtMs: requested.requestedAtMs },
+      );
     }
     const app = await buildApp({
       config,
@@ -152,8 +168,8 @@ test('a row that can never be published fails its execution with a reason, and t
       await app.close();
     }
     for (const id of [tooLarge, unreadable]) {
-      const info = await bus.jsm.streams.info('PADDOCK_EXECUTIONS', { subjects_filter: topics.executionRequested.subject(id) });
-      assert.equal(info.state.subjects?.[topics.executionRequested.subject(id)] ?? 0, 0, 'nothing the scheduler cannot use is published');
+      const info = await bus.jsm.streams.info('PADDOCK_EXECUTIONS', { subjects_filter: `paddock.v1.execution.${id}.*` });
+      assert.deepEqual(info.state.subjects ?? {}, {}, 'nothing the scheduler cannot use is published, and no account for it');
     }
     assert.deepEqual((await store.unpublished(0)).map((r) => r.id).filter((id) => [first, second, tooLarge, unreadable].includes(id)), [], 'the outbox is done with all four');
   } finally {

@@ -1,5 +1,5 @@
 import { connectivityState, Metadata, status, type ChannelCredentials, type ServiceError } from '@grpc/grpc-js';
-import { channelCredentials, channelOptions, type ServiceTls } from '@paddock/plane';
+import { channelCredentials, channelOptions, PeerChannel, type ServiceTls } from '@paddock/plane';
 import { BrokerClient, type BrokerHeartbeat, type CancelReply, type LaunchReply, type LaunchRequest } from '@paddock/proto';
 import { injectContext } from '@paddock/telemetry';
 import { brokerService } from '@paddock/xds';
@@ -89,6 +89,7 @@ function settled(client: BrokerClient, brokerId: string, target: string, withinM
   });
 }
 
+
 export interface BrokerRegistryOptions {
   /** A broker silent this long is no longer offered work. */
   readonly freshForMs?: number;
@@ -109,7 +110,7 @@ export interface BrokerRegistryOptions {
  */
 export class BrokerRegistry {
   private readonly brokers = new Map<string, KnownBroker>();
-  private readonly clients = new Map<string, { target: string; client: BrokerClient }>();
+  private readonly clients = new Map<string, PeerChannel<BrokerClient>>();
   /** Made once: each set of credentials builds its own TLS context. */
   private readonly credentials: ChannelCredentials;
   readonly freshForMs: number;
@@ -159,17 +160,27 @@ export class BrokerRegistry {
     return this.viaXds ? `xds:///${brokerService(brokerId)}` : b.heartbeat.grpcAddress;
   }
 
-  /** A connected (or failed) client of the broker: one per broker, made again when its address changes. */
+  /**
+   * A connected (or failed) client of the broker: one per broker, made again when its address changes, or
+   * when the broker is heard after its channel failed (PeerChannel).
+   */
   private async client(brokerId: string): Promise<BrokerClient> {
     const target = this.target(brokerId);
-    let c = this.clients.get(brokerId);
-    if (c?.target !== target) {
-      c?.client.close();
-      c = { target, client: new BrokerClient(target, this.credentials, channelOptions('broker')) };
-      this.clients.set(brokerId, c);
+    const previous = this.clients.get(brokerId);
+    let channel = previous;
+    if (channel?.target !== target || channel.failedBefore(this.brokers.get(brokerId)!.seenAtMs)) {
+      channel = new PeerChannel(target, new BrokerClient(target, this.credentials, channelOptions('broker')));
+      this.clients.set(brokerId, channel);
     }
-    await settled(c.client, brokerId, target, this.connectWithinMs);
-    return c.client;
+    try {
+      await settled(channel.client, brokerId, target, this.connectWithinMs);
+    } finally {
+      // Only now: were the old channel's xDS subscriptions the process's last, closing it first would end the
+      // ADS stream and start another, and each start lengthens the backoff grpc-js-xds waits before it
+      // reconnects to a restarted control plane, which it never shortens again.
+      if (channel !== previous) previous?.client.close();
+    }
+    return channel.client;
   }
 
   async launch(brokerId: string, req: LaunchRequest, ctx: Context | undefined, timeoutMs = 60_000): Promise<LaunchReply> {

@@ -32,16 +32,19 @@ export interface SchedulerConfig extends CommonConfig {
   readonly tls: TlsFiles;
   /**
    * The control plane (services/xds, `host:port`, plain text on loopback) through which brokers are dialled
-   * as `xds:///paddock-broker.<broker-id>` when PADDOCK_BROKERS_VIA_XDS is on; undefined (the default): each
-   * broker at the address its heartbeat announces. Off by default until a broker that was silent is
-   * reached again as fast through xDS as directly (a channel whose endpoints went away backs off).
+   * as `xds:///paddock-broker.<broker-id>`: PADDOCK_XDS_URL, unless PADDOCK_BROKERS_VIA_XDS is false.
+   * Undefined: each broker at the address its heartbeat announces.
    */
   readonly xdsAddress: string | undefined;
 }
 
-function requiredXdsAddress(read: EnvReader): string {
+/** Through the control plane whenever one is named, unless turned off; asked for without one, a mistake. */
+function brokerXdsAddress(read: EnvReader): string | undefined {
+  if (!read.bool('PADDOCK_BROKERS_VIA_XDS', true)) return undefined;
   const address = xdsAddressOf(read);
-  if (address === undefined) throw new ConfigError('PADDOCK_BROKERS_VIA_XDS', 'needs PADDOCK_XDS_URL, the control plane to find brokers through');
+  if (address === undefined && read.optional('PADDOCK_BROKERS_VIA_XDS') !== undefined) {
+    throw new ConfigError('PADDOCK_BROKERS_VIA_XDS', 'needs PADDOCK_XDS_URL, the control plane to find brokers through');
+  }
   return address;
 }
 
@@ -84,6 +87,6 @@ export function schedulerConfig(env: Env): SchedulerConfig {
     bus: busSettingsFromEnv(env),
     metricsPort: read.int('PADDOCK_METRICS_PORT', 0, { min: 0, max: 65_535 }),
     tls: tlsFilesFromEnv(env, 'scheduler'),
-    xdsAddress: read.bool('PADDOCK_BROKERS_VIA_XDS', false) ? requiredXdsAddress(read) : undefined,
+    xdsAddress: brokerXdsAddress(read),
   });
 }

@@ -2,13 +2,16 @@
 // @grpc/grpc-js-xds client: `xds:///paddock-broker.<id>`, over mutual TLS with the scheduler's certificate
 // of a plane made here, to broker stand-ins whose heartbeats go over a real nats-server. The channel
 // follows a broker to a new address; a launch to a broker the control plane has not heard of yet waits
-// and goes through once it has; a broker already reached stays reachable while the control plane restarts.
+// and goes through once it has; a broker the control plane dropped while it was silent is refused at once,
+// then reached as soon as it beats again; a broker already reached stays reachable while the control plane
+// restarts.
 import assert from 'node:assert/strict';
 import { chmod, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { status, type ServiceError } from '@grpc/grpc-js';
 import { register as registerXdsResolver } from '@grpc/grpc-js-xds';
 import { Bus, topics } from '@paddock/bus';
 import { startEmbeddedPostgres, type EmbeddedDatabase } from '@paddock/db';
@@ -84,6 +87,15 @@ after(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
+test('with PADDOCK_XDS_URL the scheduler finds brokers through xDS unless PADDOCK_BROKERS_VIA_XDS is false; otherwise it dials their heartbeat addresses', () => {
+  const env = { DATABASE_URL: 'postgres://paddock@127.0.0.1:5432/paddock', NATS_URL: nats.url, PADDOCK_HOME: dir };
+  assert.equal(schedulerConfig({ ...env, PADDOCK_XDS_URL: 'grpc://127.0.0.1:18001' }).xdsAddress, '127.0.0.1:18001', 'on by default');
+  assert.equal(schedulerConfig({ ...env, PADDOCK_XDS_URL: 'grpc://127.0.0.1:18001', PADDOCK_BROKERS_VIA_XDS: 'true' }).xdsAddress, '127.0.0.1:18001');
+  assert.equal(schedulerConfig({ ...env, PADDOCK_XDS_URL: 'grpc://127.0.0.1:18001', PADDOCK_BROKERS_VIA_XDS: 'false' }).xdsAddress, undefined, 'turned off');
+  assert.equal(schedulerConfig(env).xdsAddress, undefined, 'no control plane named: the scheduler run alone');
+  assert.throws(() => schedulerConfig({ ...env, PADDOCK_BROKERS_VIA_XDS: 'true' }), /PADDOCK_BROKERS_VIA_XDS.*needs PADDOCK_XDS_URL/, 'asked for without a control plane');
+});
+
 test('launch and cancel reach a broker as xds:///paddock-broker.<id>, over mTLS, and follow it to a new address', { timeout: 60_000 }, async () => {
   await startControlPlane();
   const registry = new BrokerRegistry(schedulerTls, { viaXds: true });
@@ -151,6 +163,45 @@ test('a launch to a broker the control plane has not taken in yet (its debounce)
   }
 });
 
+test('a broker the control plane dropped while it was silent fails calls at once, and is reached again as soon as it beats again', { timeout: 60_000 }, async () => {
+  const plane = await startControlPlane();
+  const registry = new BrokerRegistry(schedulerTls, { viaXds: true });
+  const sub = bus.subscribe(topics.brokerHeartbeat, '*', ({ message }) => void registry.seen(message));
+  // It answers all along: only its heartbeats stop, as those of a broker that was frozen and resumed.
+  const broker = await startBrokerStandIn(brokerTls, 'silent');
+  beating.set('b6', () => ({ address: broker.address, held: [] }));
+  try {
+    await eventually('b6 heard', async () => registry.known().get('b6'));
+    assert.equal((await registry.launch('b6', { executionId: 'e6', ownerId: 'alice', spec: undefined }, undefined, 10_000)).containerId, 'silent-e6');
+
+    beating.delete('b6');
+    await eventually('b6 dropped by the control plane', async () => (plane.state.state().brokers.has('b6') ? undefined : true));
+    const refused = await eventually('a cancel to b6 refused', async () => {
+      const startedMs = Date.now();
+      const outcome = await registry.cancel('b6', 'e6', 0).then(
+        () => undefined,
+        (err: ServiceError) => err,
+      );
+      return outcome && { err: outcome, tookMs: Date.now() - startedMs };
+    });
+    assert.equal(refused.err.code, status.UNAVAILABLE, `expected UNAVAILABLE, got ${refused.err.code} ${refused.err.details}`);
+    assert.ok(refused.tookMs < 1_000, `a broker the control plane dropped is refused at once, not waited for (${refused.tookMs} ms)`);
+    const callsBefore = broker.calls.length;
+
+    // Its heartbeats come back, with the same listener, cluster and address as before it went silent.
+    beating.set('b6', () => ({ address: broker.address, held: [] }));
+    await eventually('a cancel answered by b6', async () => (await registry.cancel('b6', 'e6', 0)).found || undefined, 10_000);
+    assert.deepEqual(broker.calls.slice(callsBefore), [{ method: 'cancel', executionId: 'e6', caller: 'scheduler' }]);
+  } finally {
+    beating.delete('b6');
+    await sub.stop();
+    registry.close();
+    await broker.stop();
+    await plane.stop();
+    xds = undefined;
+  }
+});
+
 test('the scheduler launches on a broker the control plane hears of late, and cancels on it while the control plane restarts', { timeout: 120_000 }, async () => {
   let db: EmbeddedDatabase | undefined;
   const broker = await startBrokerStandIn(brokerTls, 'late');
@@ -166,7 +217,8 @@ test('the scheduler launches on a broker the control plane hears of late, and ca
   let scheduler: Awaited<ReturnType<typeof startScheduler>> | undefined;
   try {
     db = await startEmbeddedPostgres({ dir: join(dir, 'pg'), port: await freePort() });
-    const config = schedulerConfig({ DATABASE_URL: db.url, NATS_URL: nats.url, PADDOCK_HOME: dir, PADDOCK_XDS_URL: `127.0.0.1:${xdsPort}`, PADDOCK_BROKERS_VIA_XDS: 'true' });
+    // As `paddock up` starts it: PADDOCK_XDS_URL set, PADDOCK_BROKERS_VIA_XDS left to its default.
+    const config = schedulerConfig({ DATABASE_URL: db.url, NATS_URL: nats.url, PADDOCK_HOME: dir, PADDOCK_XDS_URL: `127.0.0.1:${xdsPort}` });
     assert.equal(config.xdsAddress, `127.0.0.1:${xdsPort}`);
     scheduler = await startScheduler(config, log);
     // The scheduler hears the broker; the control plane is not running yet, so it has no address for it.

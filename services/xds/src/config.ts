@@ -1,7 +1,11 @@
 import { isIP } from 'node:net';
+import { join } from 'node:path';
 import { busSettingsFromEnv, type BusSettings } from '@paddock/bus';
 import { commonConfig, EnvReader, type CommonConfig, type Env } from '@paddock/config';
 import { ConfigError } from '@paddock/errors';
+import { planeDir } from '@paddock/plane';
+import type { EdgeProxyOptions } from './resource/edge.js';
+import { AddressError, parseHostPort } from './resource/paddockState.js';
 
 export interface XdsConfig extends CommonConfig {
   /** Where ADS is served: loopback unless mTLS protects it (README, "Security"). */
@@ -12,6 +16,8 @@ export interface XdsConfig extends CommonConfig {
   /** Where Envoy's edge listener binds. */
   readonly edgeHost: string;
   readonly edgePort: number;
+  /** What Envoy at the edge is told beyond the routes: its certificates and the gateway that authorizes. */
+  readonly edgeProxy: EdgeProxyOptions;
   readonly debounceMs: number;
   readonly debounceMaxMs: number;
   /** The first configuration waits this long, for every broker's heartbeat. */
@@ -31,6 +37,40 @@ function ip(read: EnvReader, name: string, fallback: string): string {
   const value = read.string(name, fallback);
   if (isIP(value) === 0) throw new ConfigError(name, `expected an IP address to bind (e.g. 127.0.0.1 or 0.0.0.0), got "${value}"`);
   return value;
+}
+
+/** `host:port` of a setting; the host may be a name (Envoy resolves it). */
+function address(read: EnvReader, name: string, fallback: string): { host: string; port: number } {
+  try {
+    return parseHostPort(read.string(name, fallback));
+  } catch (err) {
+    if (err instanceof AddressError) throw new ConfigError(name, err.message);
+    throw err;
+  }
+}
+
+/**
+ * Envoy's side of the edge. The files are paths on Envoy's host, which Envoy reads itself; by default the
+ * plane's own (`paddock up` issues `edge.crt` and `edge.key` beside the CA), for an Envoy on this machine.
+ */
+export function edgeProxyConfig(env: Env): EdgeProxyOptions {
+  const read = new EnvReader(env);
+  const plane = planeDir(commonConfig(env).home);
+  const listenerCert = read.optional('PADDOCK_XDS_EDGE_LISTENER_CERT');
+  const listenerKey = read.optional('PADDOCK_XDS_EDGE_LISTENER_KEY');
+  if ((listenerCert === undefined) !== (listenerKey === undefined)) {
+    const missing = listenerCert === undefined ? 'PADDOCK_XDS_EDGE_LISTENER_CERT' : 'PADDOCK_XDS_EDGE_LISTENER_KEY';
+    throw new ConfigError(missing, 'TLS at the edge listener takes both PADDOCK_XDS_EDGE_LISTENER_CERT and PADDOCK_XDS_EDGE_LISTENER_KEY (or neither, for plain HTTP)');
+  }
+  return Object.freeze({
+    relayTls: Object.freeze({
+      caFile: read.string('PADDOCK_XDS_EDGE_TLS_CA', join(plane, 'ca.crt')),
+      certFile: read.string('PADDOCK_XDS_EDGE_TLS_CERT', join(plane, 'edge.crt')),
+      keyFile: read.string('PADDOCK_XDS_EDGE_TLS_KEY', join(plane, 'edge.key')),
+    }),
+    authz: Object.freeze(address(read, 'PADDOCK_XDS_EDGE_AUTHZ', '127.0.0.1:8080')),
+    listenerTls: listenerCert !== undefined && listenerKey !== undefined ? Object.freeze({ certFile: listenerCert, keyFile: listenerKey }) : null,
+  });
 }
 
 export function xdsConfig(env: Env): XdsConfig {
@@ -53,6 +93,7 @@ export function xdsConfig(env: Env): XdsConfig {
     baseDomain,
     edgeHost: ip(read, 'PADDOCK_XDS_EDGE_HOST', '127.0.0.1'),
     edgePort: read.int('PADDOCK_XDS_EDGE_PORT', 8_080, { min: 1, max: 65_535 }),
+    edgeProxy: edgeProxyConfig(env),
     debounceMs,
     debounceMaxMs,
     warmupMs: 1_500,

@@ -3,7 +3,7 @@ import type { SnapshotCache } from './cache/snapshotCache.js';
 import type { EnvoyProtos } from './protos/envoyProtos.js';
 import { NODE_GROUPS } from './resource/names.js';
 import type { PaddockState } from './resource/paddockState.js';
-import { buildSnapshots, type SnapshotOptions } from './resource/snapshots.js';
+import { SnapshotBuilder, type SnapshotOptions } from './resource/snapshots.js';
 import { PUSH_ORDER, TYPE_LABELS } from './resource/typeUrls.js';
 
 export interface ControlPlaneOptions {
@@ -39,13 +39,16 @@ export class ControlPlane {
   #unsubscribe: (() => void) | undefined;
   #warm = false;
   #builds = 0;
+  readonly #builder: SnapshotBuilder;
 
   constructor(
     private readonly feed: StateFeed,
     private readonly cache: SnapshotCache,
-    private readonly protos: EnvoyProtos,
+    protos: EnvoyProtos,
     private readonly options: ControlPlaneOptions,
-  ) {}
+  ) {
+    this.#builder = new SnapshotBuilder(options.snapshot, protos);
+  }
 
   /** How many snapshots were built and set (one per debounced burst). */
   get builds(): number {
@@ -83,7 +86,7 @@ export class ControlPlane {
     const waitedMs = startedMs - this.#burstStartedMs;
     try {
       const state = this.feed.state();
-      const snapshots = buildSnapshots(state, this.options.snapshot, this.protos);
+      const snapshots = this.#builder.build(state);
       for (const [group, snapshot] of snapshots) this.cache.setSnapshot(group, snapshot);
       this.#builds += 1;
       const edge = snapshots.get(NODE_GROUPS.edge);

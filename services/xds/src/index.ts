@@ -1,7 +1,7 @@
 export { startXds, type StartedXds, type XdsOptions } from './xds.js';
-export { xdsConfig, type XdsConfig } from './config.js';
+export { xdsConfig, edgeProxyConfig, type XdsConfig } from './config.js';
 export { ControlPlane, type ControlPlaneOptions, type StateFeed } from './controlPlane.js';
-export { StateSource, type PortEvent, type StateSourceOptions } from './state/stateSource.js';
+export { StateSource, type Heartbeat, type PortEvent, type StateSourceOptions } from './state/stateSource.js';
 export { SnapshotCache, sotwResponse, deltaResponse } from './cache/snapshotCache.js';
 export { Snapshot, SnapshotInconsistentError, cachedResource, type CachedResource } from './cache/snapshot.js';
 export { NodeRefusedError, ABSENT, type ConfigWatcher, type XdsNode } from './cache/watch.js';
@@ -28,6 +28,9 @@ export {
   brokerService,
   ROUTE_METADATA_KEY,
   RELAY_HEADERS,
+  GATEWAY_CLUSTER,
+  EDGE_AUTHZ_PATH_PREFIX,
+  EDGE_AUTHZ_HEADERS,
   type NodeGroup,
 } from './resource/names.js';
 export {
@@ -41,5 +44,7 @@ export {
   type HostPort,
   type PortVisibility,
 } from './resource/paddockState.js';
-export { buildSnapshots, resourcesByGroup, type SnapshotOptions } from './resource/snapshots.js';
+export { buildSnapshots, resourcesByGroup, SnapshotBuilder, type SnapshotOptions } from './resource/snapshots.js';
+export { ResourceEncoder } from './resource/resourceEncoder.js';
+export type { EdgeProxyOptions, EdgeRelayTls } from './resource/edge.js';
 export { grpcClientBootstrap, type GrpcBootstrapOptions } from './resource/grpcBootstrap.js';

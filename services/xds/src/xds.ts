@@ -41,7 +41,7 @@ export async function startXds(config: XdsConfig, log: Logger, opts: XdsOptions 
     debounceMs: config.debounceMs,
     debounceMaxMs: config.debounceMaxMs,
     warmupMs: config.warmupMs,
-    snapshot: { baseDomain: config.baseDomain, edgeListen: { host: config.edgeHost, port: config.edgePort } },
+    snapshot: { baseDomain: config.baseDomain, edgeListen: { host: config.edgeHost, port: config.edgePort }, edgeProxy: config.edgeProxy },
     log,
     onError: (err) => metrics.errorOccurred(err.name),
   });

@@ -2,11 +2,12 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { Bus, topics } from '@paddock/bus';
 import { startNatsServer } from '@paddock/testkit';
+import type { Logger } from '@paddock/telemetry';
 import { StateSource } from '../src/state/stateSource.js';
 import { eventually, log } from './support.js';
 
 /** A StateSource on a clock the test moves. */
-function manualSource(opts: { resolveHost?: (host: string) => Promise<string> } = {}) {
+function manualSource(opts: { resolveHost?: (host: string) => Promise<string>; log?: Logger } = {}) {
   let nowMs = 1_000_000;
   let changes = 0;
   const source = new StateSource({ brokerStaleMs: 5_000, instanceSettleMs: 2_000, log, now: () => nowMs, ...opts });
@@ -37,7 +38,7 @@ test('heartbeats on NATS make brokers and their instances; a broker that falls s
     const both = await eventually('two brokers', () => (source.state().brokers.size === 2 ? source.state() : undefined));
     assert.deepEqual(both.brokers.get('b1')?.grpc, { host: '127.0.0.1', port: 7001 });
     assert.deepEqual(both.brokers.get('b2')?.grpc, { host: '::1', port: 7002 });
-    assert.equal(both.brokers.get('b1')?.relay, null, 'heartbeats announce no HTTP relay yet');
+    assert.equal(both.brokers.get('b1')?.relay, null, 'a heartbeat with an empty relay address: no edge endpoint');
     assert.deepEqual([...both.instances.values()].map((i) => [i.id, i.brokerId, i.ports.size]).sort(), [
       ['e1', 'b1', 0],
       ['e2', 'b1', 0],
@@ -124,6 +125,39 @@ test('a broker announced by host name joins once the name resolves; a bad addres
   assert.deepEqual([...source.state().brokers.keys()], ['b1']);
   source.applyHeartbeat({ brokerId: 'b2', grpcAddress: 'nowhere.internal:7071', executionIds: [] });
   assert.deepEqual(resolved, ['broker-1.internal', 'nowhere.internal'], 'a failed name is not looked up again at once');
+});
+
+/** The messages a StateSource logs, by level. */
+function recordingLog(): { log: Logger; lines: { level: string; message: string }[] } {
+  const lines: { level: string; message: string }[] = [];
+  const record = (level: string) => (_fields: unknown, message: string) => void lines.push({ level, message });
+  return { log: { info: record('info'), warn: record('warn'), debug: record('debug'), error: record('error') } as unknown as Logger, lines };
+}
+
+test("a heartbeat's relay address is the broker's edge endpoint; a broker that announces none is said once, and a move is a change", async () => {
+  const recorded = recordingLog();
+  const { source, changes } = manualSource({ log: recorded.log, resolveHost: async (host) => (host === 'relay.internal' ? '10.0.0.7' : Promise.reject(new Error(`ENOTFOUND ${host}`))) });
+  source.applyHeartbeat({ brokerId: 'b1', grpcAddress: '127.0.0.1:7071', relayAddress: '127.0.0.1:7072', executionIds: [] });
+  source.applyHeartbeat({ brokerId: 'b2', grpcAddress: '127.0.0.1:7081', relayAddress: '', executionIds: [] });
+  source.applyHeartbeat({ brokerId: 'b2', grpcAddress: '127.0.0.1:7081', relayAddress: '', executionIds: [] });
+  source.applyHeartbeat({ brokerId: 'b2', grpcAddress: '127.0.0.1:7081', executionIds: [] });
+  assert.deepEqual(source.state().brokers.get('b1')?.relay, { host: '127.0.0.1', port: 7072 });
+  assert.equal(source.state().brokers.get('b2')?.relay, null);
+  const none = recorded.lines.filter((l) => l.message.includes('announces no HTTP relay address'));
+  assert.deepEqual(none.map((l) => [l.level, l.message.split(':')[0]]), [['info', 'broker b2 announces no HTTP relay address']], 'once, however many heartbeats');
+
+  const before = changes();
+  source.applyHeartbeat({ brokerId: 'b1', grpcAddress: '127.0.0.1:7071', relayAddress: '127.0.0.1:7073', executionIds: [] });
+  assert.deepEqual(source.state().brokers.get('b1')?.relay, { host: '127.0.0.1', port: 7073 });
+  assert.equal(changes(), before + 1, 'a relay that moved is a new configuration');
+  source.applyHeartbeat({ brokerId: 'b1', grpcAddress: '127.0.0.1:7071', relayAddress: '127.0.0.1:7073', executionIds: [] });
+  assert.equal(changes(), before + 1, 'the same heartbeat again changes nothing');
+
+  source.applyHeartbeat({ brokerId: 'b3', grpcAddress: '127.0.0.1:7091', relayAddress: 'relay.internal:7092', executionIds: [] });
+  assert.deepEqual(await eventually('b3 resolved', () => source.state().brokers.get('b3')?.relay ?? undefined), { host: '10.0.0.7', port: 7092 });
+  source.applyHeartbeat({ brokerId: 'b4', grpcAddress: '127.0.0.1:7101', relayAddress: '127.0.0.1:0', executionIds: [] });
+  assert.equal(source.state().brokers.has('b4'), false, 'a relay address no endpoint can have leaves the broker out');
+  assert.ok(recorded.lines.some((l) => l.level === 'warn' && l.message.startsWith('broker b4 announced an address no endpoint can have')));
 });
 
 test('a broker silent for brokerStaleMs is swept with its instances', () => {

@@ -14,7 +14,8 @@ import { parse as parseYaml } from 'yaml';
 import { SnapshotCache } from '../src/cache/snapshotCache.js';
 import type { XdsNode } from '../src/cache/watch.js';
 import { envoyProtoDirs } from '../src/protos/envoyProtos.js';
-import { NODE_GROUPS, nodeGroupOf } from '../src/resource/names.js';
+import type { EdgeProxyOptions } from '../src/resource/edge.js';
+import { EDGE_AUTHZ_HEADERS, EDGE_AUTHZ_PATH_PREFIX, EDGE_LISTENER, GATEWAY_CLUSTER, NODE_GROUPS, nodeGroupOf, RELAY_HEADERS, relayCluster } from '../src/resource/names.js';
 import type { PaddockState } from '../src/resource/paddockState.js';
 import { buildSnapshots } from '../src/resource/snapshots.js';
 import { messageTypeOf, PUSH_ORDER, TYPE_URLS, type TypeUrl } from '../src/resource/typeUrls.js';
@@ -206,20 +207,29 @@ async function everythingServedTo(server: StartedAdsServer, node: XdsNode, cache
   }
 }
 
+const EDGE_PROXY: EdgeProxyOptions = {
+  relayTls: { caFile: '/etc/paddock/plane/ca.crt', certFile: '/etc/paddock/plane/edge.crt', keyFile: '/etc/paddock/plane/edge.key' },
+  authz: { host: '127.0.0.1', port: 8081 },
+  listenerTls: { certFile: '/etc/envoy/wildcard.crt', keyFile: '/etc/envoy/wildcard.key' },
+};
+
+const STATE: PaddockState = {
+  brokers: new Map([
+    ['b1', { id: 'b1', grpc: { host: '127.0.0.1', port: 7001 }, relay: { host: '127.0.0.1', port: 7101 } }],
+    ['b2', { id: 'b2', grpc: { host: '::1', port: 7002 }, relay: null }],
+  ]),
+  instances: new Map([
+    ['i1', { id: 'i1', brokerId: 'b1', ports: new Map([[3000, { port: 3000, visibility: 'private' as const }], [8080, { port: 8080, visibility: 'public' as const }]]) }],
+    ['i2', { id: 'i2', brokerId: 'b2', ports: new Map() }],
+    ['i3', { id: 'i3', brokerId: 'gone', ports: new Map([[5000, { port: 5000, visibility: 'private' as const }]]) }],
+  ]),
+};
+
 test('every resource served to each node group is valid Envoy JSON, and the bytes served are exactly that JSON', async () => {
-  const state: PaddockState = {
-    brokers: new Map([
-      ['b1', { id: 'b1', grpc: { host: '127.0.0.1', port: 7001 }, relay: { host: '127.0.0.1', port: 7101 } }],
-      ['b2', { id: 'b2', grpc: { host: '::1', port: 7002 }, relay: null }],
-    ]),
-    instances: new Map([
-      ['i1', { id: 'i1', brokerId: 'b1', ports: new Map([[3000, { port: 3000, visibility: 'private' as const }], [8080, { port: 8080, visibility: 'public' as const }]]) }],
-      ['i2', { id: 'i2', brokerId: 'b2', ports: new Map() }],
-      ['i3', { id: 'i3', brokerId: 'gone', ports: new Map([[5000, { port: 5000, visibility: 'private' as const }]]) }],
-    ]),
-  };
   const cache = new SnapshotCache(nodeGroupOf);
-  for (const [group, snapshot] of buildSnapshots(state, { baseDomain: 'paddock.example.com', edgeListen: { host: '0.0.0.0', port: 8080 } }, protos)) cache.setSnapshot(group, snapshot);
+  for (const [group, snapshot] of buildSnapshots(STATE, { baseDomain: 'paddock.example.com', edgeListen: { host: '0.0.0.0', port: 8080 }, edgeProxy: EDGE_PROXY }, protos)) {
+    cache.setSnapshot(group, snapshot);
+  }
   const server = await startAdsServer({ host: '127.0.0.1', port: 0, watcher: cache, protos, log });
   try {
     let checked = 0;
@@ -243,8 +253,70 @@ test('every resource served to each node group is valid Envoy JSON, and the byte
         }
       }
     }
-    assert.ok(checked >= 17, `checked ${checked} resources`);
+    assert.ok(checked >= 19, `checked ${checked} resources`);
   } finally {
     await server.stop(200);
   }
+});
+
+/** A served resource of the edge group, as buf's decoder reads it (typed_configs unpacked, proto field names). */
+function edgeResource(typeUrl: TypeUrl, name: string, edgeProxy: EdgeProxyOptions = EDGE_PROXY): Record<string, unknown> {
+  const snapshot = buildSnapshots(STATE, { baseDomain: 'paddock.example.com', edgeListen: { host: '0.0.0.0', port: 8443 }, edgeProxy }, protos).get(NODE_GROUPS.edge)!;
+  const cached = snapshot.resources(typeUrl).get(name);
+  assert.ok(cached, `${name} is served to Envoy`);
+  const desc = schema(registry, messageTypeOf(typeUrl));
+  return toJson(desc, fromBinary(desc, cached.body), { registry, useProtoFieldName: true }) as Record<string, unknown>;
+}
+
+test("Envoy's listener asks the gateway first (ext_authz, then the router), over TLS when given a certificate", () => {
+  const listener = edgeResource(TYPE_URLS.listener, EDGE_LISTENER) as {
+    filter_chains: { filters: { typed_config: { http_filters: { name: string; typed_config: Record<string, unknown> }[] } }[]; transport_socket?: { typed_config: Record<string, unknown> } }[];
+  };
+  const [chain] = listener.filter_chains;
+  const filters = chain!.filters[0]!.typed_config.http_filters;
+  assert.deepEqual(filters.map((f) => f.name), ['envoy.filters.http.ext_authz', 'envoy.filters.http.router']);
+  const authz = filters[0]!.typed_config as {
+    http_service: { server_uri: { uri: string; cluster: string; timeout: string }; path_prefix: string; authorization_request: { headers_to_add: { key: string; value: string }[] }; authorization_response: { allowed_upstream_headers: { patterns: { exact: string }[] } } };
+    allowed_headers: { patterns: { exact: string }[] };
+    status_on_error: { code: string };
+  };
+  assert.deepEqual(authz.http_service.server_uri, { uri: 'http://127.0.0.1:8081', cluster: GATEWAY_CLUSTER, timeout: '5s' });
+  assert.equal(authz.http_service.path_prefix, EDGE_AUTHZ_PATH_PREFIX);
+  assert.deepEqual(authz.http_service.authorization_request.headers_to_add, [{ key: EDGE_AUTHZ_HEADERS.upgrade, value: '%REQ(upgrade)%' }]);
+  assert.deepEqual(
+    authz.http_service.authorization_response.allowed_upstream_headers.patterns.map((p) => p.exact),
+    [RELAY_HEADERS.instanceId, RELAY_HEADERS.port, RELAY_HEADERS.path, 'cookie'],
+  );
+  assert.deepEqual(authz.allowed_headers.patterns.map((p) => p.exact), ['cookie', 'accept']);
+  assert.equal(authz.status_on_error.code, 'ServiceUnavailable');
+  const tls = chain!.transport_socket?.typed_config as { common_tls_context: { tls_certificates: { certificate_chain: { filename: string } }[] } } | undefined;
+  assert.equal(tls?.common_tls_context.tls_certificates[0]?.certificate_chain.filename, '/etc/envoy/wildcard.crt');
+  const plain = edgeResource(TYPE_URLS.listener, EDGE_LISTENER, { ...EDGE_PROXY, listenerTls: null }) as { filter_chains: { transport_socket?: unknown }[] };
+  assert.equal(plain.filter_chains[0]?.transport_socket, undefined, 'plain HTTP without a certificate');
+});
+
+test("Envoy reaches a broker's relay over mutual TLS with the edge's certificate, accepting only a broker; the gateway by address or by name", () => {
+  const relay = edgeResource(TYPE_URLS.cluster, relayCluster('b1')) as {
+    transport_socket: {
+      typed_config: {
+        common_tls_context: {
+          tls_certificates: { certificate_chain: { filename: string }; private_key: { filename: string } }[];
+          validation_context: { trusted_ca: { filename: string }; match_typed_subject_alt_names: { san_type: string; matcher: { exact: string } }[] };
+        };
+      };
+    };
+  };
+  const context = relay.transport_socket.typed_config.common_tls_context;
+  assert.deepEqual(context.tls_certificates, [{ certificate_chain: { filename: '/etc/paddock/plane/edge.crt' }, private_key: { filename: '/etc/paddock/plane/edge.key' } }]);
+  assert.equal(context.validation_context.trusted_ca.filename, '/etc/paddock/plane/ca.crt');
+  assert.deepEqual(context.validation_context.match_typed_subject_alt_names, [{ san_type: 'URI', matcher: { exact: 'spiffe://paddock/broker' } }]);
+  const endpoints = edgeResource(TYPE_URLS.loadAssignment, relayCluster('b1')) as { endpoints: { lb_endpoints: { endpoint: { address: { socket_address: unknown } } }[] }[] };
+  assert.deepEqual(endpoints.endpoints[0]?.lb_endpoints[0]?.endpoint.address.socket_address, { address: '127.0.0.1', port_value: 7101 }, "the broker's HTTP relay");
+  assert.deepEqual(edgeResource(TYPE_URLS.loadAssignment, relayCluster('b2'))['endpoints'] ?? [], [], 'a broker that announces no relay has no edge endpoint');
+
+  const byAddress = edgeResource(TYPE_URLS.cluster, GATEWAY_CLUSTER) as { type: string; load_assignment: { endpoints: { lb_endpoints: { endpoint: { address: { socket_address: unknown } } }[] }[] } };
+  assert.equal(byAddress.type, 'STATIC');
+  assert.deepEqual(byAddress.load_assignment.endpoints[0]?.lb_endpoints[0]?.endpoint.address.socket_address, { address: '127.0.0.1', port_value: 8081 });
+  const byName = edgeResource(TYPE_URLS.cluster, GATEWAY_CLUSTER, { ...EDGE_PROXY, authz: { host: 'gateway.internal', port: 8080 } });
+  assert.equal(byName['type'], 'STRICT_DNS');
 });

@@ -12,13 +12,17 @@ import { freePort, startPaddock, startScriptedProvider, type RunningPaddock, typ
 import { containersOf, docker, readZip } from '../src/index.js';
 
 let paddock: RunningPaddock;
-/** The host ports the stand-in provider and the git server listen on: the only ones of the host that agents may open. */
+/**
+ * The host ports the stand-in provider and the git server listen on. Agents reach the provider through
+ * billing's metering proxy (PADDOCK_LLM_UPSTREAMS), the git server directly: the only host port they may open.
+ */
 let providerPort: number;
 let repoPort: number;
 
 before(async () => {
   [providerPort, repoPort] = await Promise.all([freePort(), freePort()]);
-  paddock = await startPaddock({ env: { PADDOCK_INSTANCE_HOST_PORTS: `${providerPort},${repoPort}` } });
+  const upstream = `http://127.0.0.1:${providerPort}`;
+  paddock = await startPaddock({ env: { PADDOCK_INSTANCE_HOST_PORTS: String(repoPort), PADDOCK_LLM_UPSTREAMS: `openai=${upstream},anthropic=${upstream}` } });
 });
 
 after(async () => {
@@ -46,7 +50,7 @@ test('the task runtime computes with Python over the OpenAI protocol; the file i
       kind: 'agent',
       runtime: 'task',
       prompt: 'Compute 12 factorial and save it in answer.txt',
-      env: { OPENAI_API_KEY: 'sk-test', OPENAI_BASE_URL: provider.openaiBaseUrlForContainers },
+      env: { OPENAI_API_KEY: 'sk-test' },
     });
     assert.equal(created.kind, 'agent');
     assert.equal(created.runtime, 'task');
@@ -77,15 +81,13 @@ test("the owner's stored secrets reach the agent (Anthropic protocol) and are ne
   const r = await paddock.admin.request('POST', '/api/v1/users', { name: 'carol' });
   const carol = paddock.admin.withToken(r.body.token);
   await withProvider({ anthropic: COMPUTE }, async (provider) => {
-    for (const [name, value] of [['ANTHROPIC_API_KEY', 'sk-ant-carol'], ['ANTHROPIC_BASE_URL', provider.anthropicBaseUrlForContainers]] as const) {
-      assert.equal((await carol.request('PUT', `/api/v1/secrets/${name}`, { value })).status, 204);
-    }
+    assert.equal((await carol.request('PUT', '/api/v1/secrets/ANTHROPIC_API_KEY', { value: 'sk-ant-carol' })).status, 204);
     const listed = await carol.request('GET', '/api/v1/secrets');
-    assert.deepEqual(listed.body.items.map((s: { name: string }) => s.name), ['ANTHROPIC_API_KEY', 'ANTHROPIC_BASE_URL']);
+    assert.deepEqual(listed.body.items.map((s: { name: string }) => s.name), ['ANTHROPIC_API_KEY']);
     assert.ok(!JSON.stringify(listed.body).includes('sk-ant-carol'));
     assert.equal((await paddock.admin.request('GET', '/api/v1/secrets')).body.items.length, 0, "one user's secrets are not another's");
 
-    const { id } = await carol.submit({ kind: 'agent', prompt: 'Compute 12 factorial and save it in answer.txt', secrets: ['ANTHROPIC_API_KEY', 'ANTHROPIC_BASE_URL'] });
+    const { id } = await carol.submit({ kind: 'agent', prompt: 'Compute 12 factorial and save it in answer.txt', secrets: ['ANTHROPIC_API_KEY'] });
     const final = await carol.waitFinal(id);
     assert.equal(final.state, 'completed', `${final.error}\n${await carol.logs(id)}`);
     assert.equal(provider.requests[0]?.headers['x-api-key'], 'sk-ant-carol');
@@ -138,14 +140,14 @@ test('the repository asked for is cloned into /workspace with its token before t
           { text: 'Found the magic number 4242.' },
         ],
       },
-      async (provider) => {
+      async () => {
         const { id } = await paddock.admin.submit({
           kind: 'agent',
           runtime: 'task',
           prompt: 'What is the magic number in the README?',
           repo: { url: repo.url, branch: 'main', token: 'ghp_secret' },
           files: { 'notes/given.txt': 'kept beside the clone' },
-          env: { OPENAI_API_KEY: 'k', OPENAI_BASE_URL: provider.openaiBaseUrlForContainers },
+          env: { OPENAI_API_KEY: 'k' },
         });
         const view = await paddock.admin.get(id);
         assert.deepEqual(view.repo, { url: repo.url, branch: 'main' });
@@ -176,10 +178,10 @@ test('the repository asked for is cloned into /workspace with its token before t
 });
 
 test('POST /schedule {prompt} runs the default runtime', async () => {
-  await withProvider({ openai: [{ text: 'Nothing to do: hello.' }] }, async (provider) => {
+  await withProvider({ openai: [{ text: 'Nothing to do: hello.' }] }, async () => {
     const r = await paddock.admin.request('POST', '/schedule', {
       prompt: 'Say hello',
-      env: { OPENAI_API_KEY: 'k', OPENAI_BASE_URL: provider.openaiBaseUrlForContainers },
+      env: { OPENAI_API_KEY: 'k' },
     });
     assert.equal(r.status, 201, JSON.stringify(r.body));
     assert.equal(r.body.kind, 'agent');
@@ -248,7 +250,7 @@ test('Claude Code runs as an agent: it reads the prompt, talks to the provider (
       kind: 'agent',
       runtime: 'claude-code',
       prompt: 'What is six times seven? PROMPT-MARK-7',
-      env: { ANTHROPIC_API_KEY: 'sk-ant-test', ANTHROPIC_BASE_URL: provider.anthropicBaseUrlForContainers },
+      env: { ANTHROPIC_API_KEY: 'sk-ant-test' },
     });
     const final = await paddock.admin.waitFinal(id, 120_000);
     const log = await paddock.admin.logs(id);

@@ -9,12 +9,13 @@ import { containersOf, docker, readZip, sshRun, waitFor } from '../src/index.js'
 
 let paddock: RunningPaddock;
 
-/** The stand-in provider's host port: the only one of the host that agents here may open. */
+/** Where the stand-in provider listens on the host: billing's metering proxy forwards to it. */
 let providerPort: number;
 
 before(async () => {
   providerPort = await freePort();
-  paddock = await startPaddock({ env: { PADDOCK_INSTANCE_HOST_PORTS: String(providerPort) } });
+  // The agent reaches the stand-in provider through billing's metering proxy, as every agent reaches its provider.
+  paddock = await startPaddock({ env: { PADDOCK_LLM_UPSTREAMS: `openai=http://127.0.0.1:${providerPort}` } });
 });
 
 after(async () => {
@@ -160,7 +161,7 @@ test('an agent runs as uid 1000 with no capabilities from its entrypoint on, on 
       kind: 'agent',
       runtime: 'task',
       prompt: 'Report what you can do here',
-      env: { OPENAI_API_KEY: 'sk-test', OPENAI_BASE_URL: provider.openaiBaseUrlForContainers },
+      env: { OPENAI_API_KEY: 'sk-test' },
     });
     await paddock.admin.waitState(id, 'executing');
     await waitFor('the agent to wait for the test', async () => provider.requests.length >= 1);

@@ -1,6 +1,7 @@
 import type { LaunchReply } from '@paddock/proto';
 import type { StopCause } from '../instanceStore.js';
 import type { OutputPublisher } from '../output.js';
+import type { UsageMeter } from '../usage/usageMeter.js';
 
 /**
  * One execution's instance on this broker. What may be done with it depends on its phase, and each phase
@@ -59,6 +60,8 @@ export interface Run {
   readonly deadline: NodeJS.Timeout | null;
   /** Looks every second whether the workspace is full, when it has a disk limit. */
   readonly diskWatch: NodeJS.Timeout | null;
+  /** Measures and publishes its compute usage; null where it cannot be measured. */
+  readonly usage: UsageMeter | null;
 }
 
 /** The run of an instance that has one. */
@@ -66,8 +69,9 @@ export function runOf(phase: Phase): Run | null {
   return phase.name === 'provisioning' ? null : phase.run;
 }
 
-/** Stops the timers of a run that has ended. */
+/** Stops the timers of a run that has ended (its usage meter stops looking; its final event is finish's). */
 export function clearRun(run: Run): void {
   if (run.deadline) clearTimeout(run.deadline);
   if (run.diskWatch) clearInterval(run.diskWatch);
+  run.usage?.stop();
 }

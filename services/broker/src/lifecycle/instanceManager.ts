@@ -16,6 +16,8 @@ import type { CreatedInstance, InstanceSummary, OutputFrame, Provider } from '..
 import type { RelayEndpoint } from '../relay/endpoints.js';
 import { OutboundRelays } from '../relay/outboundRelays.js';
 import { EgressProxies } from '../egress/egressProxies.js';
+import { UsageMeters } from '../usage/usageMeters.js';
+import type { UsageEnd } from '../usage/usageMeter.js';
 import { isUnavailable, onBus, type BusUnavailableError, type DatabaseUnavailableError } from '../unavailable.js';
 import { clearRun, runOf, type Instance, type Run } from './instance.js';
 import { LaunchError } from './launchError.js';
@@ -69,6 +71,8 @@ export class InstanceManager {
   private readonly relays: OutboundRelays;
   /** The egress proxy of each running instance that asked for an allowlist. */
   private readonly egress: EgressProxies;
+  /** Each running instance's compute usage, published for billing. */
+  private readonly usage: UsageMeters;
 
   constructor(
     private readonly provider: Provider,
@@ -85,6 +89,7 @@ export class InstanceManager {
   ) {
     this.relays = new OutboundRelays(provider, relayEndpoints, log);
     this.egress = new EgressProxies(join(config.home, 'run'), log, config.egressAllowInternal);
+    this.usage = new UsageMeters(bus, { brokerId: config.brokerId, intervalMs: config.usageIntervalMs }, log, this.shutdown.signal);
   }
 
   private get stopping(): boolean {
@@ -242,6 +247,7 @@ export class InstanceManager {
       outputDone,
       deadline: this.armDeadline(instance, deadlineMs),
       diskWatch: this.watchDisk(instance),
+      usage: this.usage.start(executionId, startedAtMs),
     };
     const asked = instance.phase.name === 'provisioning' ? instance.phase.stopAsked : null;
     instance.phase = { name: 'running', run };
@@ -470,7 +476,7 @@ export class InstanceManager {
    * Waits for the job's end, works out how it ended, saves the workspace and finishes. The engine, PostgreSQL
    * or NATS being away only delays this: the instance stays held (and named in the heartbeat) meanwhile.
    */
-  private async watch(instance: Instance, run: Run, memoryBytes: number): Promise<void> {
+  private async watch(instance: Instance, run: Run, memoryBytes: number, endSeen = true): Promise<void> {
     const { executionId } = instance;
     const log = this.log.child({ executionId });
     try {
@@ -482,9 +488,12 @@ export class InstanceManager {
         // Removed by someone else while it ran: there is no exit code to report, nor a workspace to save.
         clearRun(run);
         instance.output.system('the container disappeared while the job ran');
-        await this.finish(instance, { cause: ExitCause[ExitCause.EXIT_CAUSE_LOST], exitCode: null, detail: 'the container disappeared while the job ran', artifactsSaved: false, finishedAtMs: Date.now() });
+        const exit = { cause: ExitCause[ExitCause.EXIT_CAUSE_LOST], exitCode: null, detail: 'the container disappeared while the job ran', artifactsSaved: false, finishedAtMs: Date.now() };
+        await this.finish(instance, exit, { endedAtMs: null });
         return;
       }
+      // The engine tells of the end within milliseconds: the job's wall time ends here.
+      const usageEnd: UsageEnd = { endedAtMs: endSeen ? Date.now() : null };
       const phase = instance.phase;
       const stopCause = phase.name === 'stopping' ? phase.cause : null;
       instance.phase = { name: 'ending', run };
@@ -520,7 +529,7 @@ export class InstanceManager {
       if (cause !== ExitCause.EXIT_CAUSE_EXITED && cause !== ExitCause.EXIT_CAUSE_CANCELLED && stopCause !== 'disk_full') instance.output.system(detail);
       await Promise.race([run.outputDone, sleep(2000)]);
       const artifactsSaved = await this.saveWorkspace(instance);
-      await this.finish(instance, { cause: ExitCause[cause], exitCode, detail, artifactsSaved, finishedAtMs: Date.now() });
+      await this.finish(instance, { cause: ExitCause[cause], exitCode, detail, artifactsSaved, finishedAtMs: Date.now() }, usageEnd);
     } catch (err) {
       this.finishFailed(instance, err);
     }
@@ -556,11 +565,12 @@ export class InstanceManager {
   }
 
   /**
-   * The end, in an order that survives a crash at any step: output closed, exit recorded, instance
-   * removed, exit published, row ended. Each step is retried while its dependency is away, the instance held
-   * in its `ending` phase meanwhile; it is let go only once every step is done.
+   * The end, in an order that survives a crash at any step: output closed, final compute usage published
+   * (while the execution's cgroup still tells its figures), exit recorded, instance removed, exit published,
+   * row ended. Each step is retried while its dependency is away, the instance held in its `ending` phase
+   * meanwhile; it is let go only once every step is done.
    */
-  private async finish(instance: Instance, exit: ExitRecord): Promise<void> {
+  private async finish(instance: Instance, exit: ExitRecord, usageEnd: UsageEnd = { endedAtMs: null }): Promise<void> {
     const { executionId } = instance;
     const log = this.log.child({ executionId });
     const run = runOf(instance.phase);
@@ -573,6 +583,8 @@ export class InstanceManager {
       if (this.stopping) throw new BrokerStoppingError('publishing the end of the output');
       log.error({ err }, 'output incomplete');
     });
+    // Before the exit is recorded: a broker that finds an exit recorded finishes without adopting, so no meter.
+    await run?.usage?.end(usageEnd);
     await this.persist(log, 'recording the exit', () => this.store.exited(executionId, exit));
     await this.removeInstance(executionId, log);
     await this.publishExit(executionId, run?.startedAtMs ?? 0, exit, log);
@@ -681,6 +693,8 @@ export class InstanceManager {
       if (seen.has(executionId)) continue;
       settled = (await this.settle(executionId, () => this.removeLeftovers(executionId))) && settled;
     }
+    // Only once everything found is settled: an execution not yet repaired may still need its cgroup's figures.
+    if (settled) await this.usage.sweep((id) => this.instances.has(id) || this.unsettled.has(id) || this.repairing.has(id));
     return settled;
   }
 
@@ -768,6 +782,8 @@ export class InstanceManager {
     const output = this.outputOf(executionId);
     output.system(detail);
     await output.end();
+    // Its cgroup outlives the container: the CPU it used is still there, and the cgroup goes with the final event.
+    await (await this.usage.resume(executionId, startedAtMs))?.end({ endedAtMs: null });
     const exit = { cause: ExitCause[cause], exitCode: null, detail, artifactsSaved: false, finishedAtMs: Date.now() };
     await this.store.exited(executionId, exit);
     await this.publishExit(executionId, startedAtMs, exit, log, { once: true });
@@ -803,6 +819,8 @@ export class InstanceManager {
       diskLimitBytes: info.diskLimitBytes,
       phase: { name: 'ending', run: null },
     };
+    // Its usage goes on from the last event the previous process published.
+    const usage = await this.usage.resume(executionId, startedAtMs);
     let outputDone = Promise.resolve();
     // The job's output from its start, less what was already published, byte for byte per stream.
     if (published !== 'ended') outputDone = this.pump(instance, skipPublished(published, await this.provider.attach(executionId, { replay: true })));
@@ -812,18 +830,21 @@ export class InstanceManager {
       outputDone,
       deadline: info.running && deadlineMs > 0 ? this.armDeadline(instance, deadlineMs) : null,
       diskWatch: info.running ? this.watchDisk(instance) : null,
+      usage,
     };
     const stopCause = row?.stopCause ?? null;
     instance.phase = stopCause ? { name: 'stopping', run, cause: stopCause } : { name: 'running', run };
     this.instances.set(executionId, instance);
     this.unsettled.delete(executionId);
+    if (info.running) usage?.start();
     log.info({ containerId: info.instanceId.slice(0, 12), running: info.running }, 'reconcile: adopted instance');
     if (info.running) {
       await this.egress.resume(executionId).catch((err: unknown) => log.error({ err }, 'reconcile: the egress proxy of an adopted instance could not start again; it has no way out'));
       this.relays.start(executionId, this.egress.endpointsOf(executionId));
     }
     if (info.running && stopCause) void this.halt(instance, stopCause, this.config.stopGraceMs);
-    void this.watch(instance, run, info.memoryLimitBytes);
+    // A job that ended while no broker watched ended at a time nobody saw.
+    void this.watch(instance, run, info.memoryLimitBytes, info.running);
   }
 
   /** How much of each stream the last process published, from the last chunk on the bus; 'ended' after eof. */
@@ -843,6 +864,7 @@ export class InstanceManager {
     // The relays die with this process anyway; the next process offers the endpoints again when it adopts.
     await this.relays.stopAll();
     await this.egress.stopAll();
+    await this.usage.stop();
     if (this.reconcileRetry) clearTimeout(this.reconcileRetry);
     this.reconcileRetry = null;
     for (const instance of this.instances.values()) {

@@ -40,7 +40,7 @@ export const compatRoutes: FastifyPluginAsync<ExecutionRoutesOptions> = async (a
     },
   );
   app.get<{ Params: { id: string } }>('/status/:id', { schema: { tags: ['compat'], params: idParams, response: { 200: executionView, ...errorResponses } } }, async (req) =>
-    view(await opts.executions.get(req.user, req.params.id)),
+    view(await opts.executions.get(req.user, req.params.id, 'viewer')),
   );
   app.get('/jobs', { schema: { tags: ['compat'], response: { 200: listView, ...errorResponses } } }, async (req) => h.list(req.user, {}));
   app.post<{ Params: { id: string } }>('/cancel/:id', { schema: { tags: ['compat'], params: idParams, response: { 202: executionView, ...errorResponses } } }, async (req, reply) =>

@@ -3,6 +3,7 @@ import { ContainerRuntime, ExecutionKind, NetworkMode, type ExecutionSpec } from
 import { findRuntime } from '@paddock/runtimes';
 import type { GatewayConfig } from '../config.js';
 import { placeInputs, type PlacedInputs } from './inputs.js';
+import { isLlmWiringName } from './llmAccess.js';
 import { RUN_TOKEN_ENV } from './runTokens.js';
 import type { ContainerRuntimeName, ExecutionRequest, Kind } from './schemas.js';
 
@@ -90,6 +91,15 @@ export function normalizeRequest(body: ExecutionRequest, config: GatewayConfig):
     if (name === RUN_TOKEN_ENV) throw new ValidationError(`env may not set ${RUN_TOKEN_ENV}: Paddock puts the execution's own run token there`);
   }
   if (body.secrets?.includes(RUN_TOKEN_ENV)) throw new ValidationError(`secrets may not name ${RUN_TOKEN_ENV}: Paddock puts the execution's own run token there`);
+  for (const [field, names] of [['env', Object.keys(body.env ?? {})], ['secrets', body.secrets ?? []]] as const) {
+    const wiring = names.find(isLlmWiringName);
+    if (wiring !== undefined) {
+      throw new ValidationError(
+        `${field} may not set ${wiring}: Paddock's LLM metering proxy sets it, so that every call is counted and no provider key enters the container; ` +
+          'give provider keys as OPENAI_API_KEY, ANTHROPIC_API_KEY or GEMINI_API_KEY, and the operator points the proxy at providers (PADDOCK_LLM_UPSTREAMS on billing)',
+      );
+    }
+  }
   const egress = checkEgress(body);
   const cpus = body.resources?.cpus ?? config.defaults.cpus;
   const memoryMb = body.resources?.memoryMb ?? config.defaults.memoryMb;
@@ -131,8 +141,8 @@ const KINDS: Record<Kind, ExecutionKind> = {
 };
 
 /**
- * The spec the scheduler and broker get; `secretEnv` (the owner's secrets the request names) is under the
- * request's own env, and `paddockEnv` (the run token) over it.
+ * The spec the scheduler and broker get; `secretEnv` (the stored secrets the request names) is under the
+ * request's own env, and `paddockEnv` (the run token, the LLM wiring) over it.
  * Files and script are where `inputs` put them: inline, or by reference to the blob store.
  */
 export function toSpec(

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import type { FastifyPluginAsync, FastifyReply } from 'fastify';
 import { ConflictError, NotFoundError, ValidationError } from '@paddock/errors';
 import type { Bus } from '@paddock/bus';
-import { view, type ExecutionService } from './executionService.js';
+import { view, type Caller, type ExecutionService } from './executionService.js';
 import { FINAL_STATES, type ExecutionStore } from './executionStore.js';
 import { readOutput } from './logReader.js';
 import { refuseUnsafe } from './refusals.js';
@@ -21,8 +21,8 @@ export interface ExecutionRoutesOptions {
 /** The parts shared by /api/v1 and the seed-compatible paths. */
 export function executionHandlers({ executions, store, bus, artifactsDir }: ExecutionRoutesOptions) {
   return {
-    async logs(user: Parameters<ExecutionService['get']>[0], id: string, follow: boolean, reply: FastifyReply) {
-      await executions.get(user, id);
+    async logs(caller: Caller, id: string, follow: boolean, reply: FastifyReply) {
+      await executions.get(caller, id, 'viewer');
       const stream = await readOutput(bus, id, {
         follow,
         isFinal: async () => {
@@ -37,8 +37,8 @@ export function executionHandlers({ executions, store, bus, artifactsDir }: Exec
         .send(stream);
     },
 
-    async artifacts(user: Parameters<ExecutionService['get']>[0], id: string, reply: FastifyReply) {
-      const row = await executions.get(user, id);
+    async artifacts(caller: Caller, id: string, reply: FastifyReply) {
+      const row = await executions.get(caller, id, 'viewer');
       if (!FINAL_STATES.includes(row.state)) {
         throw new ConflictError(`execution ${id} is ${row.state}: its artifacts exist once it has finished`);
       }
@@ -52,10 +52,15 @@ export function executionHandlers({ executions, store, bus, artifactsDir }: Exec
         .send(createReadStream(path));
     },
 
-    async list(user: Parameters<ExecutionService['get']>[0], q: { state?: ApiState; limit?: string; cursor?: string }) {
+    async list(caller: Caller, q: { state?: ApiState; limit?: string; cursor?: string; project?: string }) {
       const limit = q.limit === undefined ? 50 : Number(q.limit);
       if (limit < 1 || limit > 500) throw new ValidationError('limit must be between 1 and 500');
-      const rows = await store.list({ ownerId: user.isAdmin ? null : user.id, limit: limit + 1, ...(q.state ? { state: q.state } : {}), ...(q.cursor ? { cursor: q.cursor } : {}) });
+      const rows = await executions.list(caller, {
+        limit: limit + 1,
+        ...(q.state ? { state: q.state } : {}),
+        ...(q.cursor ? { cursor: q.cursor } : {}),
+        ...(q.project ? { projectId: q.project } : {}),
+      });
       const page = rows.slice(0, limit);
       return { items: page.map(view), nextCursor: rows.length > limit ? page[page.length - 1]!.id : null };
     },
@@ -84,9 +89,10 @@ export const executionRoutes: FastifyPluginAsync<ExecutionRoutesOptions> = async
   app.post<{ Body: ExecutionRequest; Headers: { [IDEMPOTENCY_KEY_HEADER]?: string } }>(
     '/api/v1/executions',
     {
+      config: { projectToken: true },
       schema: {
         tags: ['executions'],
-        summary: 'Run a shell command or a Python script in a fresh container; answers at once, with the id',
+        summary: 'Run a shell command, a Python script or an agent in a fresh container, in a project; answers at once, with the id',
         headers: idempotencyHeaders,
         body: executionRequestSchema,
         response: { 201: executionView, ...errorResponses },
@@ -96,46 +102,56 @@ export const executionRoutes: FastifyPluginAsync<ExecutionRoutesOptions> = async
     },
     async (req, reply) => {
       const key = req.headers[IDEMPOTENCY_KEY_HEADER];
-      if (key === undefined) return reply.code(201).send(view(await executions.create(req.user, req.body)));
-      const { row, replayed } = await executions.createOnce(req.user, req.body, key);
+      if (key === undefined) return reply.code(201).send(view(await executions.create(req.principal, req.body)));
+      const { row, replayed } = await executions.createOnce(req.principal, req.body, key);
       // As the first answer was, with a header that tells a replay from a new execution (as Stripe's API does).
       if (replayed) reply.header('idempotent-replayed', 'true');
       return reply.code(201).send(view(row));
     },
   );
 
-  app.get<{ Querystring: { state?: ApiState; limit?: string; cursor?: string } }>(
+  app.get<{ Querystring: { state?: ApiState; limit?: string; cursor?: string; project?: string } }>(
     '/api/v1/executions',
-    { schema: { tags: ['executions'], summary: 'Your executions, newest first', querystring: listQuery, response: { 200: listView, ...errorResponses } } },
-    async (req) => h.list(req.user, req.query),
+    {
+      config: { projectToken: true },
+      schema: {
+        tags: ['executions'],
+        summary: 'The executions of the projects you see (or of one), newest first',
+        querystring: listQuery,
+        response: { 200: listView, ...errorResponses },
+      },
+    },
+    async (req) => h.list(req.principal, req.query),
   );
 
   app.get<{ Params: { id: string } }>(
     '/api/v1/executions/:id',
     {
       // An execution reads its own state from inside, with its run token (PADDOCK_RUN_TOKEN), while it runs.
-      config: { runToken: true },
+      config: { runToken: true, projectToken: true },
       schema: { tags: ['executions'], summary: 'One execution and its state', params: idParams, response: { 200: executionView, ...errorResponses } },
     },
-    async (req) => view(req.principal.kind === 'run' ? await executions.getForRun(req.principal) : await executions.get(req.user, req.params.id)),
+    async (req) => view(req.principal.kind === 'run' ? await executions.getForRun(req.principal) : await executions.get(req.principal, req.params.id, 'viewer')),
   );
 
   app.post<{ Params: { id: string } }>(
     '/api/v1/executions/:id/cancel',
     {
+      config: { projectToken: true },
       schema: {
         tags: ['executions'],
-        summary: 'Stop an execution: SIGTERM, a grace period, then SIGKILL; it ends in cancelled',
+        summary: 'Stop an execution: SIGTERM, a grace period, then SIGKILL; it ends in cancelled (member)',
         params: idParams,
         response: { 202: executionView, ...errorResponses },
       },
     },
-    async (req, reply) => reply.code(202).send(view(await executions.cancel(req.user, req.params.id))),
+    async (req, reply) => reply.code(202).send(view(await executions.cancel(req.principal, req.params.id))),
   );
 
   app.get<{ Params: { id: string }; Querystring: { follow?: 'true' | 'false' } }>(
     '/api/v1/executions/:id/logs',
     {
+      config: { projectToken: true },
       schema: {
         tags: ['executions'],
         summary: 'The output (stdout and stderr, as written); with follow=true, streamed live until the end',
@@ -144,12 +160,13 @@ export const executionRoutes: FastifyPluginAsync<ExecutionRoutesOptions> = async
         response: { 200: { description: 'the output', content: { 'text/plain': { schema: { type: 'string' } } } }, ...errorResponses },
       },
     },
-    async (req, reply) => h.logs(req.user, req.params.id, req.query.follow === 'true', reply),
+    async (req, reply) => h.logs(req.principal, req.params.id, req.query.follow === 'true', reply),
   );
 
   app.get<{ Params: { id: string } }>(
     '/api/v1/executions/:id/artifacts.zip',
     {
+      config: { projectToken: true },
       schema: {
         tags: ['executions'],
         summary: 'The workspace as it was at the end, as a ZIP',
@@ -157,6 +174,6 @@ export const executionRoutes: FastifyPluginAsync<ExecutionRoutesOptions> = async
         response: { 200: zipResponse, ...errorResponses },
       },
     },
-    async (req, reply) => h.artifacts(req.user, req.params.id, reply),
+    async (req, reply) => h.artifacts(req.principal, req.params.id, reply),
   );
 };

@@ -29,6 +29,7 @@ export interface ExecutionRequest {
   containerRuntime?: ContainerRuntimeName;
   secrets?: string[];
   egress?: string[];
+  project?: string;
 }
 
 /** The OCI runtimes a request may ask for: runc (the default) or gVisor (runsc). */
@@ -103,7 +104,9 @@ export const executionRequestSchema = {
       maxItems: 100,
       uniqueItems: true,
       items: { type: 'string', pattern: '^[A-Za-z_][A-Za-z0-9_]{0,127}$' },
-      description: 'names of the caller\'s stored secrets to put in the environment (the request\'s own env wins); no other secret enters the container',
+      description:
+        "names of stored secrets to put in the environment, each the owner's own or else the project's (the request's own env wins); no other secret enters the container. " +
+        'Provider keys (OPENAI_API_KEY, ANTHROPIC_API_KEY, GEMINI_API_KEY, GOOGLE_API_KEY) go to the LLM metering proxy instead, and the container gets a run key in their place',
     },
     egress: {
       type: 'array',
@@ -112,6 +115,12 @@ export const executionRequestSchema = {
       items: { type: 'string', minLength: 1, maxLength: 260 },
       description:
         'hosts the instance may reach, and no others, through Paddock\'s egress proxy (HTTP_PROXY and HTTPS_PROXY inside, 127.0.0.1:3128): "pypi.org" (ports 80 and 443), "github.com:443", "*.npmjs.org" (its subdomains). The instance has no network but the proxy; not with "network": "bridge"',
+    },
+    project: {
+      type: 'string',
+      minLength: 1,
+      maxLength: 64,
+      description: "the id of the project it belongs to (the caller needs the member role there); default: the caller's personal project, or a project token's own",
     },
     service: {
       type: 'boolean',
@@ -127,10 +136,13 @@ export const executionView = {
   properties: {
     id: { type: 'string' },
     owner: { type: 'string' },
+    projectId: { type: 'string' },
+    teamId: { type: 'string' },
     kind: { type: 'string', enum: ['shell', 'python', 'agent'] },
     state: { type: 'string', enum: STATES },
     exitCode: { type: ['integer', 'null'] },
     error: nullableString,
+    heldByBudget: { ...nullableString, description: 'set while a spent hard budget (action "queue") holds the execution back: which budget, and what lifts it' },
     image: { type: 'string' },
     command: nullableString,
     script: nullableString,
@@ -165,7 +177,7 @@ export const executionView = {
     startedAt: nullableString,
     finishedAt: nullableString,
   },
-  required: ['id', 'owner', 'kind', 'state', 'exitCode', 'error', 'image', 'command', 'script', 'scriptRef', 'runtime', 'prompt', 'repo', 'resources', 'timeoutS', 'network', 'containerRuntime', 'secrets', 'createdAt', 'startedAt', 'finishedAt'],
+  required: ['id', 'owner', 'projectId', 'teamId', 'kind', 'state', 'exitCode', 'error', 'image', 'command', 'script', 'scriptRef', 'runtime', 'prompt', 'repo', 'resources', 'timeoutS', 'network', 'containerRuntime', 'secrets', 'createdAt', 'startedAt', 'finishedAt'],
 } as const;
 
 export const idParams = {
@@ -182,6 +194,7 @@ export const listQuery = {
     state: { type: 'string', enum: STATES },
     limit: { type: 'string', pattern: '^[0-9]{1,4}$', description: '1 to 500, default 50' },
     cursor: { type: 'string', maxLength: 64, description: 'nextCursor of the previous page' },
+    project: { type: 'string', minLength: 1, maxLength: 64, description: "one project's executions only" },
   },
 } as const;
 

@@ -28,14 +28,20 @@ export function acceptsHtml(accept: string | undefined): boolean {
 
 /**
  * Whether the caller may reach `route` (port `port` of its instance): anyone for a public port; the owner
- * of the instance; whoever shows a share link of that very port. A `project` port is private until
- * projects exist. A closed port (a running instance where nothing listens) is shown to the same people as
- * it would be open and private.
+ * of the instance; for a `project` port, whoever is a member (any role) of the instance's project
+ * (`inProject`, looked up only then); whoever shows a share link of that very port. A closed port (a
+ * running instance where nothing listens) is shown to the same people as it would be open and private.
  */
-export function mayReach(route: PortRoute | ClosedPortRoute, port: number, caller: Caller, ownerId: string | null): boolean {
+export function mayReach(route: PortRoute | ClosedPortRoute, port: number, caller: Caller, ownerId: string | null, inProject = false): boolean {
   if (route.kind === 'port' && route.visibility === 'public') return true;
   if (caller.userId !== null && ownerId !== null && caller.userId === ownerId) return true;
+  if (route.kind === 'port' && route.visibility === 'project' && caller.userId !== null && inProject) return true;
   return caller.shares.some((grant) => grant.instanceId === route.instanceId && grant.port === port);
+}
+
+/** Whether deciding needs the caller's place in the instance's project: a user who is not its owner, on a `project` port. */
+export function needsProject(route: PortRoute | ClosedPortRoute, caller: Caller, ownerId: string | null): boolean {
+  return route.kind === 'port' && route.visibility === 'project' && caller.userId !== null && caller.userId !== ownerId;
 }
 
 /** Whether deciding needs the instance's owner: only for a caller who is a user, on a port that is not public. */

@@ -26,6 +26,8 @@ export interface IngressOptions {
   readonly userOfToken: (token: string) => Promise<string | null>;
   /** The owner of an instance (its execution's), or null. */
   readonly ownerOf: (instanceId: string) => Promise<string | null>;
+  /** Whether the user is a member of the instance's project (for its `project` ports). */
+  readonly inProjectOf: (instanceId: string, userId: string) => Promise<boolean>;
   /** The login page, as browsers reach the gateway. */
   readonly loginUrl: string;
   readonly log: Logger;
@@ -51,7 +53,6 @@ export async function startIngress(opts: IngressOptions): Promise<StartedIngress
   const { config, log } = opts;
   const routes = new XdsRouteClient({
     address: config.xdsAddress,
-    baseDomain: config.baseDomain,
     log,
     ...(opts.onNack ? { onNack: opts.onNack } : {}),
   });
@@ -85,6 +86,7 @@ export async function startIngress(opts: IngressOptions): Promise<StartedIngress
       tokens: opts.tokens,
       userOfToken: opts.userOfToken,
       ownerOf: opts.ownerOf,
+      inProjectOf: opts.inProjectOf,
       loginUrl: opts.loginUrl,
       log,
     });

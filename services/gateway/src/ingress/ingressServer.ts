@@ -1,12 +1,13 @@
-import { createServer, request, type ClientRequest, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer, request, type ClientRequest, type IncomingHttpHeaders, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { isDatabaseUnavailable } from '@paddock/db';
 import { UnavailableError } from '@paddock/errors';
 import type { Logger } from '@paddock/telemetry';
 import type { ShareGrant } from '../ports/shareLinks.js';
-import { acceptsHtml, mayReach, needsOwner, refusal, type Caller } from './access.js';
+import { acceptsHtml, mayReach, needsOwner, needsProject, refusal, type Caller } from './access.js';
 import { InstanceGoneError, NothingListensError } from './brokerRelays.js';
+import { allowedHeaders, checkedTarget, checkedUpgrade } from './edgeAuthz.js';
 import {
   cookieValues,
   downstreamHeaders,
@@ -23,7 +24,7 @@ import {
 import { parseIngressHost, type IngressHost } from './ingressHost.js';
 import { BAD_GATEWAY, brokerUnavailable, DATABASE_UNAVAILABLE, INTERNAL_ERROR, NOT_FOUND, nothingListens, rawAnswer, sendPage, STARTING, type Page } from './ingressPages.js';
 import type { IngressTokens } from './ingressTokens.js';
-import type { PortRoute, RouteTable } from './routeTable.js';
+import type { ClosedPortRoute, PortRoute, RouteTable } from './routeTable.js';
 import type { UpstreamPool } from './upstreamPool.js';
 
 /** Where a login ticket is exchanged for a session cookie, on the host it was issued for. */
@@ -45,16 +46,37 @@ export interface IngressServerOptions {
   readonly userOfToken: (token: string) => Promise<string | null>;
   /** The owner of an instance (the execution's), or null when there is no such execution. */
   readonly ownerOf: (instanceId: string) => Promise<string | null>;
+  /** Whether the user is a member (any role) of the project the instance runs in: who may reach its `project` ports. */
+  readonly inProjectOf: (instanceId: string, userId: string) => Promise<boolean>;
   /** The login page on the gateway's main listener, as browsers reach it (`?to=` is added). */
   readonly loginUrl: string;
   readonly log: Logger;
 }
 
-/** What to do with a request: forward it, or answer it here. */
+/** What of a request the decision reads. */
+interface RequestView {
+  readonly method: string;
+  /** The request target (path and query). */
+  readonly url: string | undefined;
+  readonly headers: IncomingHttpHeaders;
+  /** It asks for a WebSocket (or other) upgrade. */
+  readonly upgrade: boolean;
+}
+
+/**
+ * What to do with a request: forward it; tell the caller, who may see the instance, that nothing listens
+ * on its port; or answer it here.
+ */
 type Resolution =
   | { readonly kind: 'forward'; readonly route: PortRoute; readonly target: Target }
+  | { readonly kind: 'closed'; readonly route: ClosedPortRoute; readonly port: number; readonly target: Target }
   | { readonly kind: 'page'; readonly page: Page }
   | { readonly kind: 'redirect'; readonly location: string; readonly cookie?: string };
+
+/** A request as the decision reads it. */
+function viewOf(req: IncomingMessage, upgrade: boolean): RequestView {
+  return { method: req.method ?? 'GET', url: req.url, headers: req.headers, upgrade };
+}
 
 function setCookie(name: string, value: string, maxAgeS: number): string {
   // Host-only (no Domain): another instance's host never gets it. Lax: sent when the user follows a link here.
@@ -75,8 +97,8 @@ function headerLines(raw: readonly string[]): string {
  * The ingress's HTTP listener: a request for `{id}-{port}.{baseDomain}` (or `{port}-{id}`) is checked
  * against who may reach that port and relayed there over HTTP/1.1, keep-alive connections pooled per port
  * of an instance, bodies streamed both ways with backpressure, WebSocket (and other) upgrades spliced
- * through. It also serves `/__paddock/login` (a login ticket for a session cookie) and turns a share link
- * into a cookie of its host.
+ * through. It also serves `/__paddock/login` (a login ticket for a session cookie), turns a share link
+ * into a cookie of its host, and answers Envoy's checks (edgeAuthz.ts) with the same decision.
  */
 export class IngressServer {
   readonly #server: Server;
@@ -128,9 +150,12 @@ export class IngressServer {
 
   #onRequest(req: IncomingMessage, res: ServerResponse): void {
     const html = acceptsHtml(req.headers.accept);
-    this.#resolve(req, false).then(
+    const checked = checkedTarget(req.url);
+    if (checked !== undefined) return this.#check(req, res, checked, html);
+    this.#resolve(viewOf(req, false)).then(
       (resolution) => {
         if (resolution.kind === 'forward') this.#forward(req, res, resolution.route, resolution.target, html, false);
+        else if (resolution.kind === 'closed') sendPage(res, nothingListens(resolution.route.instanceId, resolution.port), html);
         else this.#answer(res, resolution, html);
       },
       (err: unknown) => {
@@ -151,7 +176,29 @@ export class IngressServer {
     return INTERNAL_ERROR;
   }
 
-  #answer(res: ServerResponse, resolution: Exclude<Resolution, { kind: 'forward' }>, html: boolean): void {
+  /**
+   * Envoy's check of a request for `target`: 200 with the headers the request goes on with when the
+   * ingress would relay it (or, for a port nothing listens on, let the broker say so, as the route leads
+   * there), else the very answer the ingress would give (the login redirect, 404). Envoy takes a 5xx for
+   * its own failure, so the ingress's 503s reach the caller as Envoy's.
+   */
+  #check(req: IncomingMessage, res: ServerResponse, target: string, html: boolean): void {
+    const view: RequestView = { method: req.method ?? 'GET', url: target, headers: req.headers, upgrade: checkedUpgrade(req.headers) };
+    this.#resolve(view).then(
+      (resolution) => {
+        if (resolution.kind === 'forward' || resolution.kind === 'closed') {
+          const port = resolution.kind === 'forward' ? resolution.route.port : resolution.port;
+          res.writeHead(200, { ...allowedHeaders(req.headers, resolution.route.instanceId, port, resolution.target), 'cache-control': 'no-store', 'content-length': '0' });
+          res.end();
+        } else {
+          this.#answer(res, resolution, html);
+        }
+      },
+      (err: unknown) => sendPage(res, this.#unresolved(err, req), html),
+    );
+  }
+
+  #answer(res: ServerResponse, resolution: Exclude<Resolution, { kind: 'forward' | 'closed' }>, html: boolean): void {
     if (resolution.kind === 'page') {
       sendPage(res, resolution.page, html);
       return;
@@ -166,7 +213,8 @@ export class IngressServer {
   }
 
   /** Where a request goes, or what it is answered, after checking its host and its caller. */
-  async #resolve(req: IncomingMessage, upgrade: boolean): Promise<Resolution> {
+  async #resolve(req: RequestView): Promise<Resolution> {
+    const { upgrade } = req;
     const host = parseIngressHost(req.headers.host, this.#opts.baseDomain);
     if (!host) return { kind: 'page', page: NOT_FOUND };
     const target = splitTarget(req.url);
@@ -174,7 +222,7 @@ export class IngressServer {
     if (target.path.startsWith(RESERVED_PREFIX)) return { kind: 'page', page: NOT_FOUND };
     const table = this.#opts.routes.table;
     if (!table) return { kind: 'page', page: STARTING };
-    const method = req.method ?? 'GET';
+    const { method } = req;
     const navigation = (method === 'GET' || method === 'HEAD') && !upgrade;
 
     const linked = shareParams(target.query).flatMap((token) => {
@@ -194,9 +242,8 @@ export class IngressServer {
     if (route && route.kind !== 'direct') {
       const port = route.kind === 'port' ? route.port : host.port;
       const owner = needsOwner(route, caller) ? await this.#ownerOf(route.instanceId) : null;
-      if (mayReach(route, port, caller, owner)) {
-        return route.kind === 'port' ? { kind: 'forward', route, target } : { kind: 'page', page: nothingListens(route.instanceId, port) };
-      }
+      const inProject = needsProject(route, caller, owner) && (await this.#opts.inProjectOf(route.instanceId, caller.userId!));
+      if (mayReach(route, port, caller, owner, inProject)) return route.kind === 'port' ? { kind: 'forward', route, target } : { kind: 'closed', route, port, target };
     }
     if (refusal(caller, { method, acceptsHtml: acceptsHtml(req.headers.accept), upgrade }) === 'login') {
       return { kind: 'redirect', location: this.#loginLocation(`http://${req.headers.host}${target.path}${target.query === '' ? '' : `?${target.query}`}`) };
@@ -209,7 +256,7 @@ export class IngressServer {
   }
 
   /** Every credential the request shows, each checked: a Paddock bearer token, session cookies, share links. */
-  async #caller(req: IncomingMessage, host: IngressHost, linked: readonly ShareGrant[]): Promise<Caller> {
+  async #caller(req: RequestView, host: IngressHost, linked: readonly ShareGrant[]): Promise<Caller> {
     const { tokens } = this.#opts;
     let userId: string | null = null;
     const bearer = paddockBearer(req.headers.authorization);
@@ -315,10 +362,13 @@ export class IngressServer {
 
   #onUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
     socket.on('error', () => socket.destroy());
-    this.#resolve(req, true).then(
+    this.#resolve(viewOf(req, true)).then(
       (resolution) => {
         if (resolution.kind === 'forward') this.#forwardUpgrade(req, socket, head, resolution.route, resolution.target);
-        else if (resolution.kind === 'page') socket.end(rawAnswer(resolution.page.status, resolution.page.title, resolution.page.text));
+        else if (resolution.kind === 'closed') {
+          const page = nothingListens(resolution.route.instanceId, resolution.port);
+          socket.end(rawAnswer(page.status, page.title, page.text));
+        } else if (resolution.kind === 'page') socket.end(rawAnswer(resolution.page.status, resolution.page.title, resolution.page.text));
         else socket.end(rawAnswer(404, NOT_FOUND.title, NOT_FOUND.text));
       },
       (err: unknown) => {

@@ -1,8 +1,8 @@
 import { ROUTE_METADATA_KEY } from '@paddock/xds';
 
 /**
- * Who may open a port's URL: its owner (`private`); the members of its project (`project`, which the
- * ingress treats as `private` until projects exist); anyone (`public`).
+ * Who may open a port's URL: its owner (`private`); the members of its project (`project`); anyone
+ * (`public`).
  */
 export type PortVisibility = 'private' | 'project' | 'public';
 const VISIBILITIES: readonly string[] = ['private', 'project', 'public'];
@@ -83,20 +83,6 @@ interface VirtualHost {
   readonly routes: readonly Matcher[];
 }
 
-/**
- * The instance a virtual host of "running but nothing listens" belongs to, from its domains as services/xds
- * writes them (`<id>-*` and `*-<id>.<base>`).
- */
-function instanceOfWildcards(domains: readonly string[], baseDomain: string): string | undefined {
-  for (const domain of domains) {
-    const prefix = /^([a-z0-9-]+)-\*$/.exec(domain);
-    if (prefix) return prefix[1];
-    const suffix = domain.endsWith(`.${baseDomain}`) ? /^\*-([a-z0-9-]+)$/.exec(domain.slice(0, -baseDomain.length - 1)) : null;
-    if (suffix) return suffix[1];
-  }
-  return undefined;
-}
-
 function portRoute(where: string, route: Plain, action: Plain): PortRoute {
   if (action['cluster_specifier'] !== undefined && action['cluster_specifier'] !== 'cluster') {
     throw new RouteTableError(`${where}: routes by ${String(action['cluster_specifier'])}; the ingress follows a route to one named cluster only`);
@@ -119,15 +105,25 @@ function portRoute(where: string, route: Plain, action: Plain): PortRoute {
   return { kind: 'port', instanceId, port, visibility: visibility as PortVisibility, brokerId, cluster };
 }
 
-function directRoute(where: string, action: Plain, closedInstance: string | undefined): IngressRoute {
+/**
+ * A route to a cluster: an open port when its metadata names one; the other ports of a running instance
+ * (whose route leads to its broker, which says that nothing listens) when it names the instance alone.
+ */
+function clusterRoute(where: string, route: Plain, action: Plain): PortRoute | ClosedPortRoute {
+  const meta = paddockMetadata(route);
+  const instanceId = meta.get('instance_id');
+  if (!meta.has('port') && typeof instanceId === 'string' && instanceId !== '') return { kind: 'closed', instanceId };
+  return portRoute(where, route, action);
+}
+
+function directRoute(where: string, action: Plain): DirectRoute {
   const status = action['status'];
   if (typeof status !== 'number' || status < 200 || status > 599) throw new RouteTableError(`${where}: a direct response with status ${JSON.stringify(status ?? null)}`);
   const body = isPlain(action['body']) && typeof action['body']['inline_string'] === 'string' ? action['body']['inline_string'] : '';
-  if (status === 502 && closedInstance !== undefined) return { kind: 'closed', instanceId: closedInstance };
   return { kind: 'direct', status, body };
 }
 
-function matcherOf(where: string, route: Plain, closedInstance: string | undefined): Matcher {
+function matcherOf(where: string, route: Plain): Matcher {
   const match = isPlain(route['match']) ? route['match'] : {};
   const specifier = match['path_specifier'] ?? (typeof match['prefix'] === 'string' ? 'prefix' : typeof match['path'] === 'string' ? 'path' : undefined);
   if (specifier !== 'prefix' && specifier !== 'path') throw new RouteTableError(`${where}: matches by ${String(specifier ?? 'nothing')}; the ingress follows prefix and path matches only`);
@@ -135,8 +131,8 @@ function matcherOf(where: string, route: Plain, closedInstance: string | undefin
   const value = match[specifier];
   if (typeof value !== 'string') throw new RouteTableError(`${where}: its ${specifier} is not a string`);
   let target: IngressRoute;
-  if (isPlain(route['route'])) target = portRoute(where, route, route['route']);
-  else if (isPlain(route['direct_response'])) target = directRoute(where, route['direct_response'], closedInstance);
+  if (isPlain(route['route'])) target = clusterRoute(where, route, route['route']);
+  else if (isPlain(route['direct_response'])) target = directRoute(where, route['direct_response']);
   else throw new RouteTableError(`${where}: neither a route to a cluster nor a direct response (the ingress does not follow redirects or other actions)`);
   return specifier === 'prefix' ? { prefix: value, route: target } : { path: value, route: target };
 }
@@ -158,7 +154,7 @@ export class RouteTable {
   private constructor() {}
 
   /** Builds the table from a decoded RouteConfiguration; RouteTableError says what it cannot use. */
-  static build(config: Plain, baseDomain: string): RouteTable {
+  static build(config: Plain): RouteTable {
     const table = new RouteTable();
     const seen = new Set<string>();
     for (const [i, vh] of list(config['virtual_hosts']).entries()) {
@@ -166,10 +162,9 @@ export class RouteTable {
       const name = typeof vh['name'] === 'string' && vh['name'] !== '' ? vh['name'] : `#${i}`;
       const domains = list(vh['domains']).map((d) => (typeof d === 'string' ? d.toLowerCase() : ''));
       if (domains.length === 0) throw new RouteTableError(`virtual host ${name} has no domains`);
-      const closedInstance = instanceOfWildcards(domains, baseDomain);
       const routes = list(vh['routes']).map((r, j) => {
         if (!isPlain(r)) throw new RouteTableError(`virtual host ${name}, route ${j}: not a message`);
-        return matcherOf(`virtual host ${name}, route ${typeof r['name'] === 'string' && r['name'] !== '' ? r['name'] : j}`, r, closedInstance);
+        return matcherOf(`virtual host ${name}, route ${typeof r['name'] === 'string' && r['name'] !== '' ? r['name'] : j}`, r);
       });
       const host: VirtualHost = { name, routes };
       for (const domain of domains) {

@@ -12,18 +12,21 @@ export interface IngressTicketRoutesOptions {
   readonly tokens: IngressTokens;
   /** The hosts the ingress serves (its base domain), and where browsers reach it. */
   readonly ingress: Pick<IngressConfig, 'baseDomain' | 'port' | 'publicIngressUrl'>;
+  /** Whether the user is a member of the instance's project: who may reach its `project` ports. */
+  readonly inProjectOf: (instanceId: string, userId: string) => Promise<boolean>;
 }
 
 /**
  * `POST /api/v1/ingress/tickets {host}`: what the login page (/ui/ingress/login) trades the user's token for,
  * to log the browser in to one host of the ingress. The ticket works once, within a minute, for that host
- * only; the ingress turns it into a session cookie of that host at `loginUrl`. Only the owner of the
- * instance gets one, while it runs; for anyone else the host is as absent as any other (404).
+ * only; the ingress turns it into a session cookie of that host at `loginUrl`. The owner of the instance
+ * and the members of its project get one, while it runs (the ingress then decides by the port's
+ * visibility what the session opens); for anyone else the host is as absent as any other (404).
  *
  * `loginUrl` is made here, from the host name checked and the ingress's own origin, never from what the
  * page was given: a crafted `?to=` with another port or scheme cannot send the ticket anywhere else.
  */
-export const ingressTicketRoutes: FastifyPluginAsync<IngressTicketRoutesOptions> = async (app, { store, tokens, ingress }) => {
+export const ingressTicketRoutes: FastifyPluginAsync<IngressTicketRoutesOptions> = async (app, { store, tokens, ingress, inProjectOf }) => {
   const { baseDomain } = ingress;
   app.post<{ Body: { host: string } }>(
     '/api/v1/ingress/tickets',
@@ -57,9 +60,10 @@ export const ingressTicketRoutes: FastifyPluginAsync<IngressTicketRoutesOptions>
       const origin = host && ingressOrigin(host.hostname, ingress);
       if (host && origin === null) throw new PaddockError('no_ingress', 409, 'this gateway runs no ingress (PADDOCK_INGRESS_PORT=0 and no PADDOCK_PUBLIC_INGRESS_URL): there is nothing to log in to');
       if (!host || !origin) throw new ValidationError(`host "${req.body.host}" is not one of the ingress: expected {instance id}-{port}.${baseDomain} or {port}-{instance id}.${baseDomain}`);
-      // The owner only, as the ingress itself decides: an admin is no owner of other users' instances there.
-      const row = await store.get(host.instanceId, req.user.id);
-      if (!row || FINAL_STATES.includes(row.state)) throw new NotFoundError('instance', host.instanceId);
+      // Whom the ingress may let in: the owner, or a member of the project for its `project` ports.
+      const row = await store.get(host.instanceId, null);
+      const related = row !== null && (row.ownerId === req.user.id || (await inProjectOf(row.id, req.user.id)));
+      if (!row || !related || FINAL_STATES.includes(row.state)) throw new NotFoundError('instance', host.instanceId);
       const { ticket, expiresAtMs } = tokens.issueTicket(req.user.id, host.hostname);
       return reply
         .code(201)

@@ -53,8 +53,6 @@ class UnusableResourceError extends Error {
 export interface XdsRouteClientOptions {
   /** The control plane's ADS, `host:port`. */
   readonly address: string;
-  /** PADDOCK_BASE_DOMAIN, as the control plane builds its hosts with it. */
-  readonly baseDomain: string;
   readonly log: Logger;
   /** Told of every response the ingress refused (a NACK), with the reason it gave. */
   readonly onNack?: (typeUrl: string, message: string) => void;
@@ -287,7 +285,7 @@ export class XdsRouteClient {
     const config = configs.find((c) => c['name'] === EDGE_ROUTE_CONFIG);
     // Not there (yet): the control plane says nothing of it, so what the ingress has stays.
     if (!config) return;
-    const table = RouteTable.build(config, this.#opts.baseDomain);
+    const table = RouteTable.build(config);
     this.#table = table;
     this.#firstTable.resolve();
     for (const listener of this.#listeners) listener(table);

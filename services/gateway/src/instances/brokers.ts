@@ -2,7 +2,7 @@ import { connectivityState, Metadata, status, type ChannelCredentials, type Clie
 import type { Duplex } from 'node:stream';
 import { topics, type Bus, type Subscription } from '@paddock/bus';
 import { PaddockError, UnavailableError } from '@paddock/errors';
-import { channelCredentials, channelOptions, type ServiceTls } from '@paddock/plane';
+import { channelCredentials, channelOptions, PeerChannel, type ServiceTls } from '@paddock/plane';
 import { BrokerClient, type AccessReply, type ExecOutput, type ExecRequest } from '@paddock/proto';
 import { brokerService } from '@paddock/xds';
 import { RelayStream } from './relayStream.js';
@@ -38,6 +38,7 @@ function settled(client: BrokerClient, withinMs: number): Promise<boolean> {
   });
 }
 
+
 /** The instance is not running (any more), or runs nothing to connect to. */
 export class InstanceUnavailableError extends PaddockError {
   constructor(message: string) {
@@ -53,7 +54,7 @@ export class InstanceUnavailableError extends PaddockError {
  */
 export class BrokerDirectory {
   readonly #addresses = new Map<string, { address: string; seenMs: number }>();
-  readonly #clients = new Map<string, { target: string; client: BrokerClient }>();
+  readonly #clients = new Map<string, PeerChannel<BrokerClient>>();
   /** Made once: each set of credentials builds its own TLS context. */
   readonly #credentials: ChannelCredentials;
   readonly #viaXds: boolean;
@@ -125,19 +126,25 @@ export class BrokerDirectory {
       seen = this.#addresses.get(brokerId);
     }
     if (!seen || Date.now() - seen.seenMs > STALE_MS) throw new UnavailableError(`broker ${brokerId} is not answering`);
-    // Through the control plane, the name stays and the channel follows the broker when it moves.
+    // Through the control plane, the name stays and the channel follows the broker when it moves; a channel
+    // that failed before the broker's latest heartbeat is made again (PeerChannel).
     const target = this.#viaXds ? `xds:///${brokerService(brokerId)}` : seen.address;
-    let cached = this.#clients.get(brokerId);
-    if (cached?.target !== target) {
-      cached?.client.close();
-      cached = { target, client: new BrokerClient(target, this.#credentials, channelOptions('broker')) };
-      this.#clients.set(brokerId, cached);
+    const previous = this.#clients.get(brokerId);
+    let channel = previous;
+    if (channel?.target !== target || channel.failedBefore(seen.seenMs)) {
+      channel = new PeerChannel(target, new BrokerClient(target, this.#credentials, channelOptions('broker')));
+      this.#clients.set(brokerId, channel);
     }
-    if (!(await settled(cached.client, this.#connectWithinMs))) {
+    const reached = await settled(channel.client, this.#connectWithinMs);
+    // Only now: were the old channel's xDS subscriptions the process's last, closing it first would end the
+    // ADS stream and start another, and each start lengthens the backoff grpc-js-xds waits before it
+    // reconnects to a restarted control plane, which it never shortens again.
+    if (channel !== previous) previous?.client.close();
+    if (!reached) {
       const through = this.#viaXds ? `${target} has no reachable address yet (is the control plane, services/xds, up?)` : `${target} does not answer`;
       throw new UnavailableError(`broker ${brokerId} could not be reached within ${this.#connectWithinMs} ms: ${through}`);
     }
-    return cached.client;
+    return channel.client;
   }
 }
 

@@ -75,7 +75,7 @@ export const portRoutes: FastifyPluginAsync<PortRoutesOptions> = async (app, opt
     {
       schema: {
         tags: ['ports'],
-        summary: 'The TCP ports servers listen on inside an instance, with their URLs (owner only)',
+        summary: "The TCP ports servers listen on inside an instance, with their URLs (viewer or above in the instance's project)",
         description:
           'As portdetect last saw them: a server appears about 100 ms after its listen(). An instance that is not running has none. ' +
           '`url` is where the ingress serves the port ({id}-{port}.{BASE_DOMAIN}); `visibility` who may open it.',
@@ -84,7 +84,7 @@ export const portRoutes: FastifyPluginAsync<PortRoutesOptions> = async (app, opt
       },
     },
     async (req) => {
-      const row = await executions.get(req.user, req.params.id);
+      const row = await executions.get(req.user, req.params.id, 'viewer');
       if (FINAL_STATES.includes(row.state)) return [];
       const [event, map] = await Promise.all([lastPortEvent(bus, row.id), visibility.mapOf(row.id)]);
       return portViews(row.id, event, map, urls);
@@ -96,7 +96,7 @@ export const portRoutes: FastifyPluginAsync<PortRoutesOptions> = async (app, opt
     {
       schema: {
         tags: ['ports'],
-        summary: "Server-Sent Events: an instance's ports now, then each change, until the instance ends (owner only)",
+        summary: "Server-Sent Events: an instance's ports now, then each change, until the instance ends (viewer or above in the instance's project)",
         description:
           'Every event\'s data is one JSON object. `event: ports` {ports: [...]} comes first with every open port, and again when a visibility changes; ' +
           '`event: opened` / `event: closed` {port, ports} when a server starts or stops listening (ports: every port open after it); ' +
@@ -107,14 +107,14 @@ export const portRoutes: FastifyPluginAsync<PortRoutesOptions> = async (app, opt
       },
     },
     async (req, reply) => {
-      const row = await executions.get(req.user, req.params.id);
+      const row = await executions.get(req.user, req.params.id, 'viewer');
       reply.hijack();
       const res = reply.raw;
       try {
         const end = await streamPortEvents(res, {
           bus,
           instanceId: row.id,
-          isFinal: async () => FINAL_STATES.includes((await executions.get(req.user, row.id)).state),
+          isFinal: async () => FINAL_STATES.includes((await executions.get(req.user, row.id, 'viewer')).state),
           lastEvent: () => lastPortEvent(bus, row.id),
           visibility: () => visibility.mapOf(row.id),
           urls,
@@ -142,9 +142,9 @@ export const portRoutes: FastifyPluginAsync<PortRoutesOptions> = async (app, opt
     {
       schema: {
         tags: ['ports'],
-        summary: "Who may open a port's URL: its owner (private, the default), the project, or anyone (public); owner only",
+        summary: "Who may open a port's URL: its owner (private, the default), the project, or anyone (public); member or above in the instance's project",
         description:
-          'Kept for the instance\'s life; the port need not be listening yet. `project` is treated as private by the ingress until projects exist. ' +
+          'Kept for the instance\'s life; the port need not be listening yet. `project`: any member of the instance\'s project (any role) may open it. ' +
           'The instance\'s whole visibility map is published to services/xds on each change.',
         params: portParams,
         body: {
@@ -183,7 +183,7 @@ export const portRoutes: FastifyPluginAsync<PortRoutesOptions> = async (app, opt
       },
       schema: {
         tags: ['ports'],
-        summary: "A link that opens a port's URL to whoever has it, until it expires (owner only)",
+        summary: "A link that opens a port's URL to whoever has it, until it expires (member or above in the instance's project)",
         description:
           `The URL with ?${SHARE_PARAMETER}=<token>: a token signed by the gateway for this instance and port, valid for expiresInSeconds ` +
           `(default ${SHARE_DEFAULT_S}, at most ${SHARE_MAX_S}, 7 days), whatever the port's visibility. It cannot be revoked alone: it ends at its expiry or with the instance.`,

@@ -1,6 +1,8 @@
 import { createHash } from 'node:crypto';
 import type { Pool } from '@paddock/db';
 import { newId, newToken } from '../ids.js';
+import { inTransaction } from '../tenancy/inTransaction.js';
+import { createPersonalSpace } from '../tenancy/tenancyStore.js';
 
 export interface User {
   id: string;
@@ -13,7 +15,10 @@ export function hashToken(token: string): string {
   return createHash('sha256').update(token).digest('hex');
 }
 
-/** The users table: tokens are only ever stored hashed, and shown once, when issued. */
+/**
+ * The users table: tokens are only ever stored hashed, and shown once, when issued. Each user comes with a
+ * personal team and project (src/tenancy/), made in the same transaction.
+ */
 export class UserStore {
   private readonly cache = new Map<string, { user: User; atMs: number }>();
 
@@ -21,12 +26,17 @@ export class UserStore {
 
   async create(name: string, isAdmin = false): Promise<{ user: User; token: string }> {
     const token = newToken();
-    const r = await this.pool.query<User>(
-      `INSERT INTO users (id, name, token_hash, is_admin) VALUES ($1, $2, $3, $4)
-       RETURNING id, name, is_admin AS "isAdmin", created_at AS "createdAt"`,
-      [`u${newId()}`, name, hashToken(token), isAdmin],
-    );
-    return { user: r.rows[0]!, token };
+    const user = await inTransaction(this.pool, async (db) => {
+      const r = await db.query<User>(
+        `INSERT INTO users (id, name, token_hash, is_admin) VALUES ($1, $2, $3, $4)
+         RETURNING id, name, is_admin AS "isAdmin", created_at AS "createdAt"`,
+        [`u${newId()}`, name, hashToken(token), isAdmin],
+      );
+      const created = r.rows[0]!;
+      await createPersonalSpace(db, created);
+      return created;
+    });
+    return { user, token };
   }
 
   async byId(id: string): Promise<User | null> {

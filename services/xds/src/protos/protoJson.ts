@@ -51,8 +51,15 @@ const INT32_RANGE: Record<string, readonly [number, number]> = {
 const INT64 = new Set(['int64', 'sint64', 'sfixed64', 'uint64', 'fixed64']);
 const BASE64 = /^[A-Za-z0-9+/_-]*={0,2}$/;
 
+const fullNames = new WeakMap<protobuf.ReflectionObject, string>();
+
 function fullName(type: protobuf.Type | protobuf.Enum): string {
-  return type.fullName.replace(/^\./, '');
+  let name = fullNames.get(type);
+  if (name === undefined) {
+    name = type.fullName.replace(/^\./, '');
+    fullNames.set(type, name);
+  }
+  return name;
 }
 
 function lowerCamel(name: string): string {
@@ -69,9 +76,21 @@ function describe(value: unknown): string {
   return typeof value === 'string' ? `"${value}"` : typeof value === 'object' ? 'an object' : String(value);
 }
 
-/** The field of `type` called `name` in the .proto or in its JSON (lowerCamelCase or json_name) spelling. */
-function fieldByJsonKey(type: protobuf.Type, key: string): protobuf.Field | undefined {
-  return type.fieldsArray.find((f) => f.name === key || jsonNameOf(f) === key);
+/** Per message type, its fields by every key proto3 JSON may spell them with; made once per type. */
+const fieldKeys = new WeakMap<protobuf.Type, ReadonlyMap<string, protobuf.Field>>();
+
+/** The field of `type` called `key` in the .proto or in its JSON (lowerCamelCase or json_name) spelling. */
+export function fieldByJsonKey(type: protobuf.Type, key: string): protobuf.Field | undefined {
+  let keys = fieldKeys.get(type);
+  if (keys === undefined) {
+    const map = new Map<string, protobuf.Field>();
+    // The JSON names first, so that a .proto name that is also another field's JSON name keeps its field.
+    for (const f of type.fieldsArray) map.set(jsonNameOf(f), f);
+    for (const f of type.fieldsArray) map.set(f.name, f);
+    keys = map;
+    fieldKeys.set(type, keys);
+  }
+  return keys.get(key);
 }
 
 function jsonNameOf(field: protobuf.Field): string {

@@ -47,9 +47,30 @@ export function brokerService(brokerId: string): string {
 /** The filter_metadata key under which edge routes and relay endpoints say what they lead to. */
 export const ROUTE_METADATA_KEY = 'io.paddock';
 
-/** Request headers each edge route sets (over anything the caller sent) for the relay. */
+/**
+ * Request headers that tell a broker's HTTP relay where a request goes, set over anything the caller sent:
+ * the instance and port by each edge route (and by the gateway's authorization, which reads the port from
+ * the Host for the other ports of a running instance), the target by the authorization alone.
+ */
 export const RELAY_HEADERS = {
   instanceId: 'x-paddock-instance-id',
   port: 'x-paddock-port',
   visibility: 'x-paddock-visibility',
+  /** The path and query the instance gets: the caller's, with Paddock's share parameter taken out. */
+  path: 'x-paddock-path',
+} as const;
+
+/** The cluster of the gateway's ingress, which Envoy asks who may reach each URL (ext_authz). */
+export const GATEWAY_CLUSTER = 'paddock-gateway';
+
+/**
+ * Where the gateway's ingress answers Envoy's checks: Envoy puts the request's own path and query after it,
+ * and sends the check to the request's Host.
+ */
+export const EDGE_AUTHZ_PATH_PREFIX = '/__paddock/edge-authz';
+
+/** Headers Envoy adds to each check (the caller cannot set them: Envoy overwrites them). */
+export const EDGE_AUTHZ_HEADERS = {
+  /** The request's Upgrade header (a WebSocket), or empty. */
+  upgrade: 'x-paddock-upgrade',
 } as const;

@@ -6,9 +6,12 @@ export interface HostPort {
   readonly port: number;
 }
 
-/** Who may open a port's URL: its owner's callers (`private`), or anyone who has it (`public`). */
-export type PortVisibility = 'private' | 'public';
-export const PORT_VISIBILITIES: readonly PortVisibility[] = ['private', 'public'];
+/**
+ * Who may open a port's URL: its owner's callers (`private`), the members of the instance's project
+ * (`project`), or anyone who has it (`public`). The gateway decides who is who; xds only carries it.
+ */
+export type PortVisibility = 'private' | 'project' | 'public';
+export const PORT_VISIBILITIES: readonly PortVisibility[] = ['private', 'project', 'public'];
 
 export interface BrokerState {
   readonly id: string;

@@ -9,6 +9,11 @@ export interface ResourceJson {
   readonly json: JsonObject;
   /** The resources it names, by type (checked by the cache before a snapshot is set). */
   readonly references: ReadonlyMap<TypeUrl, readonly string[]>;
+  /**
+   * A repeated message field at the top of `json` whose items are encoded one by one and kept between
+   * snapshots (see ResourceEncoder): for a resource with many entries of which a change touches few.
+   */
+  readonly itemized?: string;
 }
 
 /** The typed_config of Envoy's router, the last HTTP filter of every connection manager. */

@@ -43,8 +43,16 @@ export interface StateSourceOptions {
   readonly now?: () => number;
 }
 
+/** What StateSource reads of a broker's heartbeat (brokers before the HTTP relay announce none). */
+export type Heartbeat = Pick<BrokerHeartbeat, 'brokerId' | 'grpcAddress' | 'executionIds'> & Partial<Pick<BrokerHeartbeat, 'relayAddress'>>;
+
+/** The addresses as announced, one string: a heartbeat that repeats it changes nothing. */
+function announcedOf(grpcAddress: string, relayAddress: string): string {
+  return `${grpcAddress} ${relayAddress}`;
+}
+
 interface BrokerEntry {
-  /** The address as announced, before resolution. */
+  /** The addresses as announced (announcedOf), before resolution. */
   readonly announced: string;
   readonly state: BrokerState;
   lastSeenMs: number;
@@ -129,31 +137,45 @@ export class StateSource {
     return Object.freeze({ brokers, instances });
   }
 
-  /** A broker's heartbeat: it is alive, at this address, holding these executions. */
-  applyHeartbeat(beat: Pick<BrokerHeartbeat, 'brokerId' | 'grpcAddress' | 'executionIds'>): void {
+  /**
+   * A broker's heartbeat: it is alive, at these addresses (its gRPC API; its HTTP relay for Envoy, if it
+   * announces one), holding these executions.
+   */
+  applyHeartbeat(beat: Heartbeat): void {
     const nowMs = this.#now();
+    const relayAddress = beat.relayAddress ?? '';
     let grpc: HostPort;
+    let relay: HostPort | null;
     try {
       grpc = parseHostPort(beat.grpcAddress);
+      relay = relayAddress === '' ? null : parseHostPort(relayAddress);
     } catch (err) {
       if (err instanceof AddressError) {
-        this.#warnOnce(`address:${beat.brokerId}:${beat.grpcAddress}`, { brokerId: beat.brokerId, err }, `broker ${beat.brokerId} announced an address no endpoint can have; it is left out`);
+        this.#warnOnce(`address:${beat.brokerId}:${err.address}`, { brokerId: beat.brokerId, err }, `broker ${beat.brokerId} announced an address no endpoint can have; it is left out`);
         return;
       }
       throw err;
     }
+    if (relay === null) {
+      this.#noteOnce(
+        `no-relay:${beat.brokerId}`,
+        { brokerId: beat.brokerId },
+        `broker ${beat.brokerId} announces no HTTP relay address: Envoy gets no endpoint for its instances (the gateway's ingress still reaches them)`,
+      );
+    }
+    const announced = announcedOf(beat.grpcAddress, relayAddress);
     const known = this.#brokers.get(beat.brokerId);
-    if (known && known.announced === beat.grpcAddress) {
+    if (known && known.announced === announced) {
       known.lastSeenMs = nowMs;
       this.#setExecutions(beat.brokerId, known, new Set(beat.executionIds), nowMs);
       return;
     }
-    if (isIP(grpc.host)) {
-      this.#addBroker(beat, grpc, nowMs);
+    if (isIP(grpc.host) && (relay === null || isIP(relay.host))) {
+      this.#addBroker(beat, announced, grpc, relay, nowMs);
       return;
     }
-    // A host name: endpoints take addresses, so the broker joins once its name resolves.
-    this.#resolve(beat, grpc);
+    // A host name: endpoints take addresses, so the broker joins once its names resolve.
+    this.#resolve(beat, announced, grpc, relay);
   }
 
   /**
@@ -208,13 +230,12 @@ export class StateSource {
     if (changed) this.#changed();
   }
 
-  #addBroker(beat: Pick<BrokerHeartbeat, 'brokerId' | 'grpcAddress' | 'executionIds'>, grpc: HostPort, nowMs: number): void {
+  #addBroker(beat: Heartbeat, announced: string, grpc: HostPort, relay: HostPort | null, nowMs: number): void {
     const before = this.#brokers.get(beat.brokerId);
-    // Heartbeats announce no HTTP relay address yet (README, "The relay's HTTP face").
-    const state: BrokerState = Object.freeze({ id: beat.brokerId, grpc: Object.freeze(grpc), relay: null });
-    const entry: BrokerEntry = { announced: beat.grpcAddress, state, lastSeenMs: nowMs, executionIds: new Set() };
+    const state: BrokerState = Object.freeze({ id: beat.brokerId, grpc: Object.freeze(grpc), relay: relay && Object.freeze(relay) });
+    const entry: BrokerEntry = { announced, state, lastSeenMs: nowMs, executionIds: new Set() };
     this.#brokers.set(beat.brokerId, entry);
-    if (!before) this.options.log.info({ brokerId: beat.brokerId, grpc: beat.grpcAddress }, `broker ${beat.brokerId} is alive at ${beat.grpcAddress}`);
+    if (!before) this.options.log.info({ brokerId: beat.brokerId, grpc: beat.grpcAddress, relay: beat.relayAddress ?? '' }, `broker ${beat.brokerId} is alive at ${beat.grpcAddress}`);
     const moved = !before || !sameHostPort(before.state.grpc, state.grpc) || !sameHostPort(before.state.relay, state.relay);
     const executionsChanged = this.#setExecutions(beat.brokerId, entry, new Set(beat.executionIds), nowMs, false);
     if (moved || executionsChanged) this.#changed();
@@ -239,20 +260,25 @@ export class StateSource {
     return changed;
   }
 
-  #resolve(beat: Pick<BrokerHeartbeat, 'brokerId' | 'grpcAddress' | 'executionIds'>, grpc: HostPort): void {
-    const key = `${beat.brokerId}\n${beat.grpcAddress}`;
+  #resolve(beat: Heartbeat, announced: string, grpc: HostPort, relay: HostPort | null): void {
+    const key = `${beat.brokerId}\n${announced}`;
     if (this.#resolving.has(key)) return;
     const failedAtMs = this.#failedAtMs.get(key);
     if (failedAtMs !== undefined && this.#now() - failedAtMs < RESOLVE_RETRY_MS) return;
+    const toAddress = async (hostPort: HostPort): Promise<HostPort> => {
+      if (isIP(hostPort.host)) return hostPort;
+      const address = await this.#resolveHost(hostPort.host);
+      if (!isIP(address)) throw new Error(`the resolver gave "${address}" for ${hostPort.host}, not an IP address`);
+      return { host: address, port: hostPort.port };
+    };
     const resolve = async (): Promise<void> => {
       try {
-        const address = await this.#resolveHost(grpc.host);
-        if (!isIP(address)) throw new Error(`the resolver gave "${address}", not an IP address`);
+        const [grpcAt, relayAt] = await Promise.all([toAddress(grpc), relay === null ? null : toAddress(relay)]);
         this.#failedAtMs.delete(key);
-        this.#addBroker(beat, { host: address, port: grpc.port }, this.#now());
+        this.#addBroker(beat, announced, grpcAt, relayAt, this.#now());
       } catch (err) {
         this.#failedAtMs.set(key, this.#now());
-        this.#warnOnce(`resolve:${key}`, { brokerId: beat.brokerId, err }, `broker ${beat.brokerId}'s host ${grpc.host} does not resolve; it is left out until it does`);
+        this.#warnOnce(`resolve:${key}`, { brokerId: beat.brokerId, err }, `broker ${beat.brokerId}'s host names do not resolve (${announced}); it is left out until they do`);
       }
     };
     this.#resolving.set(
@@ -265,6 +291,13 @@ export class StateSource {
     if (this.#warned.has(key)) return;
     this.#warned.add(key);
     this.options.log.warn(fields, message);
+  }
+
+  /** What is worth saying once per process, not with each heartbeat (at info: it may be as configured). */
+  #noteOnce(key: string, fields: Record<string, unknown>, message: string): void {
+    if (this.#warned.has(key)) return;
+    this.#warned.add(key);
+    this.options.log.info(fields, message);
   }
 
   #changed(): void {

@@ -5,6 +5,7 @@ import { executionNetworkName } from './executionNetworks.js';
 import { EGRESS_PROXY_ENV } from '../../egress/egressProxies.js';
 import { labels } from './labels.js';
 import { UnsupportedSpecError } from '../../provider/errors.js';
+import { executionCgroupParent } from '../../usage/executionCgroup.js';
 
 /** The unprivileged user every container runs as, whatever its kind (the base image's `agent`). */
 export const JOB_USER = '1000:1000';
@@ -246,6 +247,8 @@ export function containerSpec(input: ContainerSpecInput): ContainerCreateOptions
     HostConfig: {
       Init: true,
       Runtime: runtime,
+      // A parent cgroup per execution that outlives the container: its CPU time can be read after the end (usage/).
+      CgroupParent: executionCgroupParent(input.brokerId, input.executionId),
       NetworkMode: bridge ? executionNetworkName(input.executionId) : 'none',
       ...(bridge && input.hostReachable === true ? { ExtraHosts: ['host.docker.internal:host-gateway'] } : {}),
       ...(input.workspaceDir ? { Binds: [`${input.workspaceDir}:${WORKSPACE}:rw`] } : {}),
