@@ -1,7 +1,7 @@
 import { Agent, type ClientRequestArgs } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { RelayFailedError } from '../relay/errors.js';
-import { RelaySocket } from './relaySocket.js';
+import { RelaySocket } from '@paddock/relay';
 
 /** Opens the relay's stream to a port of an instance this broker runs (InstanceManager.reachPort). */
 export type ReachPort = (executionId: string, port: number) => Promise<Duplex>;

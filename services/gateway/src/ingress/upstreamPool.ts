@@ -1,7 +1,7 @@
 import { Agent, type ClientRequestArgs } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { PortRoute } from './routeTable.js';
-import { RelaySocket } from './relaySocket.js';
+import { RelaySocket } from '@paddock/relay';
 
 /** Opens a byte stream to a port inside an instance (a broker's Relay call, in production). */
 export type RelayOpener = (route: PortRoute) => Promise<Duplex>;

@@ -1,7 +1,7 @@
 import { Duplex } from 'node:stream';
 
 /**
- * A byte stream to a port inside an instance (a broker's Relay call) dressed as the socket Node's HTTP client
+ * A byte stream to a port inside an instance (a relay, or a broker's Relay call) dressed as the socket Node's HTTP client
  * expects from an Agent: `setTimeout` with a real idle timer (the Agent closes pooled connections with it),
  * and the TCP knobs an Agent turns (keep-alive probes, Nagle, ref/unref), which mean nothing over a relay.
  * Bytes pass through with backpressure both ways; ending it half-closes the connection inside; destroying

@@ -1,0 +1,1 @@
+export { RelaySocket } from './relaySocket.js';
