@@ -60,3 +60,22 @@ test('status shows the fields by name', () => {
   assert.match(text, /^Resources: +1 CPU, 512 MB$/m);
   assert.match(text, /^Error: +timed out after 600 s$/m);
 });
+
+test('status shows what an execution cost so far, by model and compute, or why it is unknown', () => {
+  const running = describeExecution({ ...EXECUTION, state: 'executing', finishedAt: null }, NOW, {
+    costMicros: 1_234,
+    currency: 'USD',
+    ended: false,
+    models: [
+      { model: 'gpt-4o', calls: 3, inputTokens: 300, outputTokens: 60, unpriced: false },
+      { model: 'my-local-model', calls: 1, inputTokens: 10, outputTokens: 2, unpriced: true },
+    ],
+    compute: { cpuMs: 1_500, wallMs: 12_000 },
+  });
+  assert.match(running, /^Cost: +\$0\.0012 so far$/m);
+  assert.match(running, /^ +gpt-4o: 3 call\(s\), 300 in, 60 out$/m);
+  assert.match(running, /^ +my-local-model: 1 call\(s\), 10 in, 2 out \(no price: counted in tokens only\)$/m);
+  assert.match(running, /^ +compute: 1\.5 CPU-s over 12\.0 s$/m);
+  const away = describeExecution(EXECUTION, NOW, new Error('billing is not reachable right now'));
+  assert.match(away, /^Cost: +unknown: billing is not reachable right now$/m);
+});
