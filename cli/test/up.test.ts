@@ -11,6 +11,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { canConnect } from '../src/canConnect.js';
 import { runCli } from '../src/cli.js';
 import { testContext } from './testContext.js';
+import { SERVICES } from '../src/upConfig.js';
 
 // Stand-ins for the built services in a checkout of their own: the gateway answers /healthz on
 // PADDOCK_HOST:PADDOCK_PORT and logs what it was given; the broker exits once before it stays up.
@@ -39,7 +40,7 @@ before(async () => {
   // PostgreSQL runs as its own user, which must be able to pass through to its data directory.
   await chmod(dir, 0o755);
   repo = join(dir, 'repo');
-  for (const name of ['scheduler', 'broker', 'portdetect', 'xds', 'gateway']) {
+  for (const name of SERVICES) {
     const distDir = join(repo, 'services', name, 'dist', 'src');
     await mkdir(distDir, { recursive: true });
     await writeFile(join(distDir, 'main.js'), `process.argv[2] = ${JSON.stringify(name)};\n${SERVICE}`);
@@ -58,9 +59,17 @@ async function freePort(): Promise<number> {
   return port;
 }
 
-/** Free ports for xds, the ingress, the bridge and the metrics, so that a Paddock running here does not collide. */
+/** Free ports for xds, the ingress, the bridge, billing, the broker's relay and the metrics, so that a Paddock running here does not collide. */
 async function sparePorts(): Promise<Record<string, string>> {
-  const names = ['PADDOCK_XDS_PORT', 'PADDOCK_INGRESS_PORT', 'PADDOCK_BRIDGE_PORT', 'PADDOCK_SCHEDULER_METRICS_PORT', 'PADDOCK_BROKER_METRICS_PORT'];
+  const names = [
+    'PADDOCK_XDS_PORT',
+    'PADDOCK_INGRESS_PORT',
+    'PADDOCK_BRIDGE_PORT',
+    'PADDOCK_BILLING_PORT',
+    'PADDOCK_BROKER_RELAY_PORT',
+    'PADDOCK_SCHEDULER_METRICS_PORT',
+    'PADDOCK_BROKER_METRICS_PORT',
+  ];
   return Object.fromEntries(await Promise.all(names.map(async (name) => [name, String(await freePort())] as const)));
 }
 

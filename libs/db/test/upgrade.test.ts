@@ -107,7 +107,7 @@ test('a database from before roles: each service\'s tables move into its schema 
   assert.deepEqual((await broker.query('SELECT execution_id, broker_id FROM broker_instances')).rows, [{ execution_id: 'e1', broker_id: 'b1' }]);
   // The role owns what it got: it writes, its constraints still hold, its sequence goes on from where it was.
   await gateway.query("UPDATE users SET name = 'Ada L.' WHERE id = 'u1'");
-  assert.equal(await outcomeOf(gateway, "INSERT INTO executions (id, owner_id, request, spec, state) VALUES ('e2', 'nobody', '{}', '\\x00', 'queued')"), '23503');
+  assert.equal(await outcomeOf(gateway, "INSERT INTO executions (id, owner_id, project_id, request, spec, state) VALUES ('e2', 'nobody', (SELECT id FROM projects LIMIT 1), '{}', '\\x00', 'queued')"), '23503');
   assert.deepEqual((await billing.query<{ id: number }>('INSERT INTO billing_usage (cost_micros) VALUES (10) RETURNING id')).rows, [{ id: 2 }]);
   const owned = await admin.query<{ schema: string; name: string; kind: string; owner: string }>(
     `SELECT n.nspname AS schema, c.relname AS name, c.relkind::text AS kind, pg_get_userbyid(c.relowner) AS owner

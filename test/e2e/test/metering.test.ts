@@ -72,14 +72,15 @@ async function ownerWith(name: string, secret: Secret): Promise<{ api: ApiClient
 }
 
 /** Runs `script` in the container as its user, with `input` on stdin (never on a command line, where the container would see it). */
-function execIn(containerId: string, script: string, input: string): Promise<string> {
+function execIn(containerId: string, script: string, input: string): Promise<{ out: string; err: string }> {
   return new Promise((resolve, reject) => {
     const child = spawn('docker', ['exec', '-i', '--user', '1000:1000', containerId, 'sh', '-c', script], { stdio: ['pipe', 'pipe', 'pipe'] });
     let out = '';
+    let err = '';
     child.stdout.on('data', (d: Buffer) => (out += d.toString('utf8')));
-    child.stderr.resume();
+    child.stderr.on('data', (d: Buffer) => (err += d.toString('utf8')));
     child.on('error', reject);
-    child.on('close', () => resolve(out));
+    child.on('close', () => resolve({ out, err }));
     child.stdin.end(input);
   });
 }
@@ -127,7 +128,9 @@ interface CostModel {
 for (const c of CASES) {
   test(`${c.runtime}: through the metering proxy with no network; the real key stays out of the container; every token is counted`, async () => {
     const { api, realKey } = await ownerWith(`metered-${c.runtime}`, c.secret);
-    const provider = await startScriptedProvider({ [PROVIDER_OF[c.apis[0]!]]: c.script, fallback: { text: 'The answer is forty-two.', usage: USAGE }, port: providerPort });
+    // Side calls (a title, a quota check) are answered slowly too: whichever comes first, the agent still runs
+    // while its container is looked into.
+    const provider = await startScriptedProvider({ [PROVIDER_OF[c.apis[0]!]]: c.script, fallback: { text: 'The answer is forty-two.', usage: USAGE, pauseMs: 2_000 }, port: providerPort });
     try {
       await runMetered(c, api, realKey, provider);
     } finally {
@@ -154,9 +157,9 @@ async function runMetered(c: Case, api: ApiClient, realKey: string, provider: Sc
   assert.ok(!env.some((e) => e.includes(realKey)), 'the container was created without the real key');
   const llmUrl = env.find((e) => e.startsWith('PADDOCK_LLM_URL='))?.slice('PADDOCK_LLM_URL='.length);
   assert.ok(llmUrl, 'the container was given the metering proxy');
-  const inside = await execIn(containerId, LOOK_INSIDE, `${realKey}\n`);
+  const { out: inside, err } = await execIn(containerId, LOOK_INSIDE, `${realKey}\n`);
   const [processes, files] = inside.split('--- files holding the key:\n');
-  assert.match(processes ?? '', /PADDOCK_LLM_KEY=plk_/, 'the processes were read');
+  assert.match(processes ?? '', /PADDOCK_LLM_KEY=plk_/, `the processes were read (docker exec said: ${err})`);
   assert.equal(files?.replace('--- end\n', '').trim(), '', `files holding the real key:\n${files}`);
   assert.ok(!inside.includes(realKey), 'no process has the real key in its environment or command line');
   const runKey = /PADDOCK_LLM_KEY=(plk_\S+)/.exec(processes ?? '')?.[1];
