@@ -20,7 +20,7 @@ export class PaddockClient {
   }
 
   createExecution(request: ExecutionRequest): Promise<Execution> {
-    return this.#json('POST', '/api/v1/executions', request);
+    return this.json('POST', '/api/v1/executions', request);
   }
 
   listExecutions(query: { state?: string | undefined; limit?: number | undefined }): Promise<ExecutionPage> {
@@ -28,15 +28,15 @@ export class PaddockClient {
     if (query.state !== undefined) params.set('state', query.state);
     if (query.limit !== undefined) params.set('limit', String(query.limit));
     const search = params.toString() === '' ? '' : `?${params}`;
-    return this.#json('GET', `/api/v1/executions${search}`);
+    return this.json('GET', `/api/v1/executions${search}`);
   }
 
   getExecution(id: string): Promise<Execution> {
-    return this.#json('GET', executionPath(id));
+    return this.json('GET', executionPath(id));
   }
 
   cancelExecution(id: string): Promise<Execution> {
-    return this.#json('POST', `${executionPath(id)}/cancel`);
+    return this.json('POST', `${executionPath(id)}/cancel`);
   }
 
   /** The output so far as bytes; with `follow`, the response stays open and ends when the execution does. */
@@ -46,7 +46,7 @@ export class PaddockClient {
 
   /** SSH details of a running agent or service. */
   ssh(id: string): Promise<SshAccess> {
-    return this.#json('GET', `/api/v1/instances/${encodeURIComponent(id)}/ssh`);
+    return this.json('GET', `/api/v1/instances/${encodeURIComponent(id)}/ssh`);
   }
 
   /** Runs a command in a running instance: NDJSON lines of output, then `{"exitCode": N}`. */
@@ -60,7 +60,11 @@ export class PaddockClient {
     return this.#stream(`${executionPath(id)}/artifacts.zip`, signal);
   }
 
-  async #json<T>(method: 'GET' | 'POST', path: string, body?: unknown): Promise<T> {
+  /**
+   * One JSON call of the API, for the commands whose routes have no method here (teams, projects, costs,
+   * budgets, prices): the answer's JSON, undefined for an empty one (204); a refusal is an ApiError.
+   */
+  async json<T>(method: 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE', path: string, body?: unknown): Promise<T> {
     const headers: Record<string, string> = { authorization: `Bearer ${this.#token}`, accept: 'application/json' };
     if (body !== undefined) headers['content-type'] = 'application/json';
     let status: number;
@@ -75,6 +79,7 @@ export class PaddockClient {
       throw new ConnectionError(this.#baseUrl, err);
     }
     if (status < 200 || status >= 300) throw apiError(status, statusText, text);
+    if (text === '') return undefined as T;
     try {
       return JSON.parse(text) as T;
     } catch (err) {

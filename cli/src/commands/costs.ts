@@ -1,9 +1,9 @@
 import { parseArgs, type OptionSpecs } from '../args.js';
-import { apiError } from '../client.js';
+import { PaddockClient } from '../client.js';
 import { clientConfig, type ClientConfig } from '../clientConfig.js';
 import type { Command } from '../command.js';
-import { CommandError, ConnectionError, UsageError } from '../errors.js';
-import { formatDuration, formatTable, truncate } from '../format.js';
+import { UsageError } from '../errors.js';
+import { formatDuration, formatTable } from '../format.js';
 
 const GROUPS = ['execution', 'workflow', 'project', 'team', 'user', 'model'] as const;
 
@@ -64,30 +64,14 @@ function formatCount(n: number): string {
 
 /** The cost, price and budget routes of the API, as `paddock costs`, `budgets` and `prices` use them. */
 export class CostsApi {
-  readonly #config: ClientConfig;
+  readonly #client: PaddockClient;
 
   constructor(config: ClientConfig) {
-    this.#config = config;
+    this.#client = new PaddockClient(config);
   }
 
-  async request<T>(method: 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE', path: string, body?: unknown): Promise<T> {
-    const headers: Record<string, string> = { authorization: `Bearer ${this.#config.token}`, accept: 'application/json' };
-    if (body !== undefined) headers['content-type'] = 'application/json';
-    let response: Response;
-    let text: string;
-    try {
-      response = await fetch(this.#config.baseUrl + path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
-      text = await response.text();
-    } catch (err) {
-      throw new ConnectionError(this.#config.baseUrl, err);
-    }
-    if (!response.ok) throw apiError(response.status, response.statusText, text);
-    if (text === '') return undefined as T;
-    try {
-      return JSON.parse(text) as T;
-    } catch (err) {
-      throw new CommandError(`unexpected answer from ${method} ${path} (HTTP ${response.status}): ${truncate(text, 200)}`, { cause: err });
-    }
+  request<T>(method: 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE', path: string, body?: unknown): Promise<T> {
+    return this.#client.json<T>(method, path, body);
   }
 }
 

@@ -1,7 +1,5 @@
-import { apiError } from '../client.js';
+import { PaddockClient } from '../client.js';
 import type { ClientConfig } from '../clientConfig.js';
-import { CommandError, ConnectionError } from '../errors.js';
-import { truncate } from '../format.js';
 
 export type Role = 'owner' | 'admin' | 'member' | 'viewer';
 export const ROLES: readonly Role[] = ['owner', 'admin', 'member', 'viewer'];
@@ -43,10 +41,14 @@ export interface ProjectToken {
 
 /** The teams and projects routes of the API, as `paddock teams` and `paddock projects` use them. */
 export class TenancyApi {
-  readonly #config: ClientConfig;
+  readonly #client: PaddockClient;
 
   constructor(config: ClientConfig) {
-    this.#config = config;
+    this.#client = new PaddockClient(config);
+  }
+
+  #json<T>(method: 'GET' | 'POST' | 'DELETE', path: string, body?: unknown): Promise<T> {
+    return this.#client.json<T>(method, path, body);
   }
 
   async teams(): Promise<Team[]> {
@@ -92,26 +94,5 @@ export class TenancyApi {
 
   async revokeToken(projectId: string, tokenId: string): Promise<void> {
     await this.#json('DELETE', `/api/v1/projects/${encodeURIComponent(projectId)}/tokens/${encodeURIComponent(tokenId)}`);
-  }
-
-  /** The answer's JSON; an empty answer (204) is undefined. */
-  async #json<T>(method: 'GET' | 'POST' | 'DELETE', path: string, body?: unknown): Promise<T> {
-    const headers: Record<string, string> = { authorization: `Bearer ${this.#config.token}`, accept: 'application/json' };
-    if (body !== undefined) headers['content-type'] = 'application/json';
-    let response: Response;
-    let text: string;
-    try {
-      response = await fetch(this.#config.baseUrl + path, { method, headers, ...(body === undefined ? {} : { body: JSON.stringify(body) }) });
-      text = await response.text();
-    } catch (err) {
-      throw new ConnectionError(this.#config.baseUrl, err);
-    }
-    if (!response.ok) throw apiError(response.status, response.statusText, text);
-    if (text === '') return undefined as T;
-    try {
-      return JSON.parse(text) as T;
-    } catch (err) {
-      throw new CommandError(`unexpected answer from ${method} ${path} (HTTP ${response.status}): ${truncate(text, 200)}`, { cause: err });
-    }
   }
 }

@@ -23,3 +23,4 @@ export {
 export { ensureRolePasswords, serviceDatabaseUrl } from './rolePasswords.js';
 export { randomPassword, SecretFileError } from './secretFile.js';
 export { isDatabaseUnavailable } from './unavailable.js';
+export { inTransaction, type Queryable } from './transaction.js';

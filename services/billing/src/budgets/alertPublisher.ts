@@ -17,7 +17,7 @@ interface UnpublishedRow {
 }
 
 /**
- * Publishes budget alerts on the bus (`paddock.v1.budget.<budget-id>.exceeded`, message id
+ * Publishes budget alerts on the bus (`topics.budgetExceeded`, message id
  * `<budget-id>.<period-start-ms>.<threshold>`), from budget_alerts as an outbox: at once after the
  * transaction that made them, and again by a sweep for whatever a crash or an absent NATS left unpublished.
  */

@@ -1,5 +1,5 @@
 import type { BudgetExceeded } from '@paddock/proto';
-import type { Queryable } from '../db.js';
+import type { Queryable } from '@paddock/db';
 import type { Budget } from './budget.js';
 import { BUDGET_COLUMNS, spentMicros } from './budgetStore.js';
 import { periodAt, type Period } from './periods.js';

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import type { Pool } from '@paddock/db';
 import { NotFoundError, ValidationError } from '@paddock/errors';
-import type { Queryable } from '../db.js';
+import type { Queryable } from '@paddock/db';
 import { checkBudget, type Budget, type BudgetInput } from './budget.js';
 import { periodAt, type Period } from './periods.js';
 

@@ -1,6 +1,5 @@
-import type { Pool } from '@paddock/db';
+import { inTransaction, type Pool } from '@paddock/db';
 import type { BudgetExceeded } from '@paddock/proto';
-import { inTransaction } from '../db.js';
 import type { Budget, BudgetInput } from './budget.js';
 import { evaluateBudget } from './budgetEvaluator.js';
 import { BudgetStore, type BudgetFilter, type BudgetStanding } from './budgetStore.js';

@@ -1,8 +1,8 @@
-import type { Pool } from '@paddock/db';
+import { inTransaction, type Pool } from '@paddock/db';
 import { PermanentError } from '@paddock/errors';
 import type { BudgetExceeded, ExecutionAccount } from '@paddock/proto';
 import { evaluateBudgets } from '../budgets/budgetEvaluator.js';
-import { inTransaction, lockExecutions } from '../db.js';
+import { lockExecutions } from '../db.js';
 
 /** PostgreSQL's unique_violation. */
 const UNIQUE_VIOLATION = '23505';

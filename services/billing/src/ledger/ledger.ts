@@ -1,7 +1,7 @@
-import type { Pool } from '@paddock/db';
+import { inTransaction, type Pool, type Queryable } from '@paddock/db';
 import type { BudgetExceeded, ComputeUsage, LlmUsage } from '@paddock/proto';
 import { evaluateBudgets, type TouchedScopes } from '../budgets/budgetEvaluator.js';
-import { inTransaction, lockExecutions, type Queryable } from '../db.js';
+import { lockExecutions } from '../db.js';
 import type { PriceBook } from '../prices/priceBook.js';
 import { normalizeModel } from '../prices/priceList.js';
 import type { PriceStore } from '../prices/priceStore.js';

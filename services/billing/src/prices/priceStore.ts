@@ -1,8 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
-import type { Pool } from '@paddock/db';
+import { inTransaction, type Pool, type Queryable } from '@paddock/db';
 import { NotFoundError, ValidationError } from '@paddock/errors';
-import { inTransaction, type Queryable } from '../db.js';
 import { PriceBook } from './priceBook.js';
 import { checkPriceList, type ModelPrice, type PriceList, type PriceListInput } from './priceList.js';
 

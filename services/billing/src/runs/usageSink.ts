@@ -2,7 +2,7 @@ import { topics, type Bus } from '@paddock/bus';
 import type { LlmUsage } from '@paddock/proto';
 
 /**
- * Where the metering proxy reports each call: `paddock.v1.usage.<execution-id>.llm` on JetStream, with the
+ * Where the metering proxy reports each call: `topics.usageLlm` on JetStream, with the
  * event id as message id, so that a publish retried after a lost ack is stored once; the ledger, reading
  * it through its durable, stores it once too.
  */

@@ -14,7 +14,7 @@ const PAUSE_MAX_MS = 5_000;
 export type UsageTotals = Omit<ComputeUsage, 'seq'>;
 
 /**
- * Publishes one execution's compute totals (`paddock.v1.usage.<id>.compute`, message id `<id>.compute.<seq>`),
+ * Publishes one execution's compute totals (`topics.usageCompute`, message id `<id>.compute.<seq>`),
  * the latest only: each event carries totals, so totals offered while one is on its way replace each other,
  * and while NATS is away only the latest waits. A seq is given to a message when it is first sent and stays
  * with it through every retry, so one seq never carries two sets of figures; a message that could not be

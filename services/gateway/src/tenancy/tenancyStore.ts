@@ -1,9 +1,7 @@
-import type { Pool } from '@paddock/db';
+import { inTransaction, type Pool, type Queryable } from '@paddock/db';
 import { ConflictError, NotFoundError } from '@paddock/errors';
 import type { Principal } from '../auth.js';
-import type { Queryable } from '../executions/idempotencyKeys.js';
 import { newId } from '../ids.js';
-import { inTransaction } from './inTransaction.js';
 import { lowerRole, type ProjectAccess, type Role } from './projectAccess.js';
 
 export interface Team {

@@ -1,7 +1,6 @@
 import { createHash } from 'node:crypto';
-import type { Pool } from '@paddock/db';
+import { inTransaction, type Pool } from '@paddock/db';
 import { newId, newToken } from '../ids.js';
-import { inTransaction } from '../tenancy/inTransaction.js';
 import { createPersonalSpace } from '../tenancy/tenancyStore.js';
 
 export interface User {
