@@ -41,8 +41,16 @@ export async function listenIn(container: Docker.Container, host: string, port: 
 }
 
 /** Ends the servers listening on `port` in the instance. */
+/**
+ * Stops the server on `port` and returns once its process has ended (its socket closed with it): `kill`
+ * alone returns before that. The instance's init does not reap, so an ended server stays a zombie (Z).
+ */
 export async function stopListening(container: Docker.Container, port: number): Promise<void> {
-  await run(container, ['sh', '-c', `kill $(cat /tmp/pid-${port}) && rm -f /tmp/pid-${port} /tmp/listen-${port}`]);
+  const script = [
+    `p=$(cat /tmp/pid-${port}) && kill "$p" && rm -f /tmp/pid-${port} /tmp/listen-${port}`,
+    'for i in $(seq 200); do [ -e "/proc/$p" ] && ! grep -q "^State:.*Z" "/proc/$p/status" 2>/dev/null || break; sleep 0.02; done',
+  ].join('\n');
+  await run(container, ['sh', '-c', script]);
 }
 
 export async function run(container: Docker.Container, cmd: string[]): Promise<string> {
